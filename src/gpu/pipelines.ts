@@ -1,6 +1,8 @@
 // Pipeline cache: WGSL families are read once from shaders/<family>.wgsl and compiled
-// once per (family, entry point, dtype, sorted override constants). The only text
-// substitution is the element-type alias: `alias T = f32;` becomes f16 on request.
+// once per (family, entry point, dtype, sorted override constants). Two text
+// substitutions only: the element-type alias (`alias T = f32;` becomes f16 on request)
+// and `// #include "name.wgsl"` lines, replaced by shaders/lib/name.wgsl (shared helper
+// functions such as the activations, so fused epilogues do not copy them).
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,7 +53,12 @@ export class PipelineCache {
       this.shaderDir ??= findShaderDir();
       const path = join(this.shaderDir, `${family}.wgsl`);
       if (!existsSync(path)) throw new GpuError(`no WGSL family '${family}' (expected ${path})`);
-      src = readFileSync(path, 'utf8');
+      const dir = this.shaderDir;
+      src = readFileSync(path, 'utf8').replace(/^\/\/ #include "([\w.-]+\.wgsl)"$/gm, (_, name: string) => {
+        const lib = join(dir, 'lib', name);
+        if (!existsSync(lib)) throw new GpuError(`${family}.wgsl includes ${name}, which is not in ${join(dir, 'lib')}`);
+        return readFileSync(lib, 'utf8');
+      });
       this.sources.set(family, src);
     }
     return src;

@@ -81,7 +81,7 @@ export class Tensor {
     else if (dtype === 'f16') view = data instanceof Uint16Array ? data : f32ToF16Array(data as ArrayLike<number>);
     else if (dtype === 'i32') view = data instanceof Int32Array ? data : Int32Array.from(data as ArrayLike<number>);
     else view = data instanceof Uint32Array ? data : Uint32Array.from(data as ArrayLike<number>);
-    rt.upload(t.storage.pb, view);
+    t.write(view);
     return t;
   }
 
@@ -111,6 +111,17 @@ export class Tensor {
   range(byteOffset: number, byteSize: number): BufferBinding {
     this.assertLive();
     return { buffer: this.storage.pb.buffer, offset: byteOffset, size: byteSize, pooled: this.storage.pb };
+  }
+
+  /** Uploads raw element data at an element offset (streamed weight loading). The
+   *  data's element type must already match the tensor's dtype. */
+  write(data: ArrayBufferView, elementOffset = 0): void {
+    this.assertLive();
+    const at = elementOffset * BYTES[this.dtype];
+    if (at + data.byteLength > this.bytes + 3) {
+      throw new ShapeError(`write of ${data.byteLength} bytes at ${at} overflows ${this.toString()} (${this.bytes} bytes)`);
+    }
+    this.rt.upload(this.storage.pb, data, at);
   }
 
   /** A view with another shape over the same storage (no copy). */
