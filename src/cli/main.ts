@@ -11,6 +11,7 @@ export interface Command {
 
 const commands: Record<string, () => Promise<Command>> = {
   info: async () => infoCommand,
+  parity: async () => (await import('./parity.js')).parityCommand,
 
 };
 

@@ -1,0 +1,55 @@
+// `grounded-sd parity DIR...`: runs golden fixture folders and prints, per output, the
+// max absolute difference, the error relative to the output's max |value|, and
+// PASS/FAIL against the manifest's tolerance. Exit status 1 on any FAIL or error.
+import { parseArgs } from 'node:util';
+import { runParity, type ParityReport } from '../pipeline/parity/index.js';
+import type { Command } from './main.js';
+
+function fmt(x: number): string {
+  return Number.isFinite(x) ? x.toExponential(2) : String(x);
+}
+
+export function formatReport(r: ParityReport): string {
+  const w = Math.max(24, ...r.rows.map((x) => x.name.length));
+  const lines = [`${r.dir}  (component ${r.component})`];
+  lines.push(`  ${'output'.padEnd(w)}  ${'max_abs'.padStart(9)}  ${'rel'.padStart(9)}  ${'tol'.padStart(9)}  result`);
+  for (const row of r.rows) {
+    const res = row.error ? `FAIL (${row.error})` : row.pass ? 'PASS' : 'FAIL';
+    const tol = row.metric === 'exact' ? 'exact' : `${row.metric === 'abs' ? 'abs ' : ''}${fmt(row.tol)}`;
+    lines.push(`  ${row.name.padEnd(w)}  ${fmt(row.maxAbs).padStart(9)}  ${fmt(row.rel).padStart(9)}  ${tol.padStart(9)}  ${res}`);
+  }
+  const failed = r.rows.filter((x) => !x.pass).length;
+  lines.push(`  ${r.rows.length - failed} passed, ${failed} failed`);
+  return lines.join('\n');
+}
+
+export const parityCommand: Command = {
+  summary: 'check the engine against golden fixture folders (manifest.json + safetensors)',
+  usage: 'grounded-sd parity DIR [DIR...] [--json FILE]',
+  async run(argv) {
+    const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'string' } } });
+    if (positionals.length === 0) {
+      console.error('grounded-sd parity: give at least one fixture folder');
+      return 2;
+    }
+    let ok = true;
+    const reports: ParityReport[] = [];
+    for (const dir of positionals) {
+      try {
+        const r = await runParity(dir, (m) => process.stderr.write(`${m}\n`));
+        reports.push(r);
+        console.log(formatReport(r));
+        ok &&= r.pass;
+      } catch (e) {
+        ok = false;
+        console.log(`${dir}: FAIL (could not run: ${(e as Error).message})`);
+      }
+    }
+    if (values.json) {
+      const { writeFileSync, renameSync } = await import('node:fs');
+      writeFileSync(`${values.json}.tmp`, JSON.stringify(reports, null, 2));
+      renameSync(`${values.json}.tmp`, values.json);
+    }
+    return ok ? 0 : 1;
+  },
+};
