@@ -40,9 +40,12 @@ export function scope<R>(fn: () => R): R {
   let result: R;
   try {
     result = fn();
-  } finally {
+  } catch (e) {
     stack.pop();
+    for (const t of s) t.dispose();
+    throw e;
   }
+  stack.pop();
   if (result instanceof Promise) throw new Error('scope(): use scopeAsync for async functions');
   return close(s, result);
 }
@@ -51,12 +54,18 @@ export function scope<R>(fn: () => R): R {
 export async function scopeAsync<R>(fn: () => Promise<R>): Promise<R> {
   const s = new Set<Tensor>();
   stack.push(s);
+  const pop = () => {
+    const i = stack.lastIndexOf(s);
+    if (i >= 0) stack.splice(i, 1);
+  };
   let result: R;
   try {
     result = await fn();
-  } finally {
-    const i = stack.lastIndexOf(s);
-    if (i >= 0) stack.splice(i, 1);
+  } catch (e) {
+    pop();
+    for (const t of s) t.dispose();
+    throw e;
   }
+  pop();
   return close(s, result);
 }

@@ -50,13 +50,18 @@ export class Tensor {
     return t;
   }
 
-  /** Writes a 32-bit pattern over the whole storage, in stream order (no host sync). */
+  /** Writes a 32-bit pattern over the whole storage, in stream order (no host sync).
+   *  Storage bigger than the binding limit is filled in aligned ranges. */
   fillBits(bits: number): void {
     const words = Math.ceil(this.bytes / 4);
-    this.rt.dispatch(
-      { family: 'fill', entry: 'fill_forward', overrides: { WG: 256 } },
-      { params: [words, bits >>> 0], bindings: [this.binding], workgroups: Math.ceil(words / 256), label: 'fill' },
-    );
+    const maxWords = Math.floor(this.rt.limits.maxStorageBufferBindingSize / 256) * 64;
+    for (let start = 0; start < words; start += maxWords) {
+      const n = Math.min(maxWords, words - start);
+      this.rt.dispatch(
+        { family: 'fill', entry: 'fill_forward', overrides: { WG: 256 } },
+        { params: [n, bits >>> 0], bindings: [this.range(start * 4, n * 4)], workgroups: Math.ceil(n / 256), label: 'fill' },
+      );
+    }
   }
 
   /** Sets every element to zero (f32/f16/i32/u32 all have all-zero bits for 0). */
