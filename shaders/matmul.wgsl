@@ -1,0 +1,155 @@
+// Batched GEMM with a fused epilogue, and the column sums used for a linear layer's
+// bias gradient.
+//
+// matmul_forward: c[b] = act(alpha * op(a[b]) op(b[b]) + bias) + residual [+ c[b]]
+//   a: [batch, M, K] row-major, or [batch, K, M] with TRANS_A
+//   b: [batch, K, N] row-major, or [batch, N, K] with TRANS_B; a batch stride of 0
+//      broadcasts one matrix over the batch (the host sets a_batch / b_batch)
+//   bias: [N]; residual and c: [batch, M, N]
+// Mapping: one workgroup computes an RM x (4 * WG) tile of one batch matrix; thread
+// `lid` owns the RM rows of the tile and the 4 adjacent columns 4 * lid .. 4 * lid + 3,
+// so its register tile is RM x 4 = 8 vec4 accumulators. Workgroups are numbered
+// linearly (folded into x, y by the host past 65535) with the row block fastest, so
+// neighbouring workgroups read the same columns of b while it is cached.
+// The a operand is the same for every thread of a workgroup (its address depends only
+// on the workgroup and k): GPUs serve it from the broadcast/constant path and CPU
+// drivers (lavapipe) emit one scalar load per element instead of a per-lane gather,
+// which is why the tile is tall in rows per thread rather than staged through
+// workgroup memory: each a element is loaded once per workgroup and each b element
+// once per thread, with no barriers. Out-of-range rows and columns of ragged tiles
+// clamp their load indices to the last valid row/column (loads stay in bounds and the
+// inner loop has no branches); their results are never stored.
+// Precision: products accumulate in f32 with fma for both T = f32 and T = f16 (f16
+// storage only); the epilogue runs in f32 and rounds once on the store.
+//
+// matmul_backward_bias: dbias[n] (+)= sum over rows r of dy[r, n]; one thread per
+// column, summed in chunks of 64 rows then across chunks so the rounding error grows
+// with 64 + R / 64 rather than R.
+
+alias T = f32;
+
+// #include "activation.wgsl"
+
+// Rows per thread: a constant (not an override) so the accumulators are a fixed-size
+// register array that the compiler unrolls.
+const RM: u32 = 8u;
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override HAS_BIAS: bool = false;
+override HAS_RESIDUAL: bool = false;
+override ACCUMULATE: bool = false;
+
+// Named apart from activation.wgsl's elementwise `Params`/`p`, which share binding 0
+// but are never used by these entry points.
+struct MatmulParams {
+  M: u32,
+  N: u32,
+  K: u32,
+  batch: u32,
+  a_batch: u32,   // elements between consecutive a matrices (0 = broadcast)
+  b_batch: u32,   // elements between consecutive b matrices (0 = broadcast)
+  blocks_m: u32,  // ceil(M / RM)
+  blocks_n: u32,  // ceil(N / (4 * WG))
+  alpha: f32,
+}
+
+@group(0) @binding(0) var<uniform> mp: MatmulParams;
+@group(0) @binding(1) var<storage, read> a: array<T>;
+@group(0) @binding(2) var<storage, read> b: array<T>;
+@group(0) @binding(3) var<storage, read> bias: array<T>;
+@group(0) @binding(4) var<storage, read> residual: array<T>;
+@group(0) @binding(5) var<storage, read_write> c: array<T>;
+
+fn b_row(at: u32, cols: vec4<u32>) -> vec4<f32> {
+  return vec4<f32>(f32(b[at + cols.x]), f32(b[at + cols.y]), f32(b[at + cols.z]), f32(b[at + cols.w]));
+}
+
+@compute @workgroup_size(WG)
+fn matmul_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+  let lin = wid.x + wid.y * nwg.x;
+  let mb = lin % mp.blocks_m;
+  let rest = lin / mp.blocks_m;
+  let nb = rest % mp.blocks_n;
+  let bi = rest / mp.blocks_n;
+  if (bi >= mp.batch) { return; }
+  let M = mp.M;
+  let N = mp.N;
+  let K = mp.K;
+  let m0 = mb * RM;
+  let n0 = (nb * WG + lid) * 4u;
+
+  // Element (m, k) of a is at a_row[m] + k * a_k; element (k, n) of b at k * b_k + b_col[n].
+  let a_k = select(1u, M, TRANS_A);
+  let b_k = select(N, 1u, TRANS_B);
+  var a_row: array<u32, RM>;
+  for (var i = 0u; i < RM; i++) {
+    let m = min(m0 + i, M - 1u);
+    a_row[i] = bi * mp.a_batch + select(m * K, m, TRANS_A);
+  }
+  let n_last = vec4<u32>(N - 1u);
+  let n_clamped = min(vec4<u32>(n0, n0 + 1u, n0 + 2u, n0 + 3u), n_last);
+  let b_col = bi * mp.b_batch + select(n_clamped, n_clamped * K, TRANS_B);
+
+  var acc: array<vec4<f32>, RM>;
+  for (var i = 0u; i < RM; i++) { acc[i] = vec4<f32>(0.0); }
+  // Four k steps per iteration: four b rows in flight and 4 * RM fma per loop test.
+  let k4 = K & ~3u;
+  var k = 0u;
+  for (; k < k4; k += 4u) {
+    let b0 = b_row(k * b_k, b_col);
+    let b1 = b_row((k + 1u) * b_k, b_col);
+    let b2 = b_row((k + 2u) * b_k, b_col);
+    let b3 = b_row((k + 3u) * b_k, b_col);
+    for (var i = 0u; i < RM; i++) {
+      let at = a_row[i] + k * a_k;
+      var s = fma(vec4<f32>(f32(a[at])), b0, acc[i]);
+      s = fma(vec4<f32>(f32(a[at + a_k])), b1, s);
+      s = fma(vec4<f32>(f32(a[at + 2u * a_k])), b2, s);
+      acc[i] = fma(vec4<f32>(f32(a[at + 3u * a_k])), b3, s);
+    }
+  }
+  for (; k < K; k++) {
+    let bk = b_row(k * b_k, b_col);
+    for (var i = 0u; i < RM; i++) {
+      acc[i] = fma(vec4<f32>(f32(a[a_row[i] + k * a_k])), bk, acc[i]);
+    }
+  }
+
+  let c_base = bi * M * N;
+  for (var i = 0u; i < RM; i++) {
+    let m = m0 + i;
+    if (m >= M) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + j;
+      if (n >= N) { break; }
+      let at = c_base + m * N + n;
+      var v = mp.alpha * acc[i][j];
+      if (HAS_BIAS) { v += f32(bias[n]); }
+      v = act(v);
+      if (HAS_RESIDUAL) { v += f32(residual[at]); }
+      if (ACCUMULATE) { v += f32(c[at]); }
+      c[at] = T(v);
+    }
+  }
+}
+
+// Column sums: M = rows of dy, N = columns; a = dy [M, N].
+@group(0) @binding(2) var<storage, read_write> dbias: array<T>;
+
+@compute @workgroup_size(WG)
+fn matmul_backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+  let n = (wid.x + wid.y * nwg.x) * WG + lid;
+  if (n >= mp.N) { return; }
+  var total = 0.0;
+  for (var r0 = 0u; r0 < mp.M; r0 += 64u) {
+    var chunk = 0.0;
+    let r1 = min(r0 + 64u, mp.M);
+    for (var r = r0; r < r1; r++) { chunk += f32(a[r * mp.N + n]); }
+    total += chunk;
+  }
+  if (ACCUMULATE) { total += f32(dbias[n]); }
+  dbias[n] = T(total);
+}

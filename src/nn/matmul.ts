@@ -1,0 +1,198 @@
+// Matrix products: batched matmul with a fused epilogue (alpha, bias, activation,
+// residual, accumulate), and the linear layer (PyTorch weight layout) with its backward.
+// Kernels: shaders/matmul.wgsl.
+//
+// Shapes: a [..., M, K] (or [..., K, M] with transA), b [..., K, N] (or [..., N, K]
+// with transB). Leading (batch) dims of a and b are equal, or one operand is 2-D and
+// is shared by every matrix of the other.
+import { InputError, ShapeError } from '../gpu/errors.js';
+import { f32 } from '../gpu/params.js';
+import type { Runtime } from '../gpu/runtime.js';
+import { Tensor } from '../tensor/tensor.js';
+import { ACT, type Activation } from './elementwise.js';
+
+export interface MatmulOptions {
+  /** a is [..., K, M] instead of [..., M, K]. */
+  transA?: boolean;
+  /** b is [..., N, K] instead of [..., K, N]. */
+  transB?: boolean;
+  /** [N], added per output column. */
+  bias?: Tensor;
+  /** Fused epilogue after alpha*AB + bias (ACT codes from nn/elementwise). */
+  activation?: Activation;
+  /** Scale of the product (default 1). */
+  alpha?: number;
+  /** Same shape as the output, added after the activation (must not be `out`). */
+  residual?: Tensor;
+  /** Write into this tensor instead of allocating. */
+  out?: Tensor;
+  /** With `out`: out += result (gradient accumulation). */
+  accumulate?: boolean;
+}
+
+/** Rows per thread, fixed in the shader (RM). */
+const ROWS = 8;
+/** Columns per thread (one vec4 accumulator per row). */
+const COLS = 4;
+/** Threads per workgroup: the widest tile up to MAX_WG threads that N can fill. */
+const MAX_WG = 64;
+const MIN_WG = 8;
+const BIAS_WG = 64;
+
+function workgroupSize(n: number): number {
+  let wg = MIN_WG;
+  while (wg < MAX_WG && wg * COLS < n) wg *= 2;
+  return wg;
+}
+
+function floatDtype(t: Tensor, what: string): 'f32' | 'f16' {
+  if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new ShapeError(`${what}: needs a float tensor, got ${t.toString()}`);
+  return t.dtype;
+}
+
+const sameShape = (x: readonly number[], y: readonly number[]) => x.length === y.length && x.every((d, i) => d === y[i]);
+const fmt = (s: readonly number[]) => `[${s.join(',')}]`;
+
+/** out = act(alpha * op(a) op(b) + bias) + residual, batched over leading dims. */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const dtype = floatDtype(a, 'matmul a');
+  if (b.dtype !== dtype) throw new ShapeError(`matmul: a is ${a.toString()} but b is ${b.toString()}; cast one so the dtypes match`);
+  if (a.shape.length < 2 || b.shape.length < 2) {
+    throw new ShapeError(`matmul: a ${fmt(a.shape)} and b ${fmt(b.shape)} must both have rank >= 2 (reshape vectors to [1, K] or [K, 1])`);
+  }
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const [M, K] = opts.transA ? [a.shape[ra - 1], a.shape[ra - 2]] : [a.shape[ra - 2], a.shape[ra - 1]];
+  const [Kb, N] = opts.transB ? [b.shape[rb - 1], b.shape[rb - 2]] : [b.shape[rb - 2], b.shape[rb - 1]];
+  if (K !== Kb) {
+    throw new ShapeError(
+      `matmul: inner dims differ: a ${fmt(a.shape)}${opts.transA ? ' (transposed)' : ''} has K=${K}, b ${fmt(b.shape)}${opts.transB ? ' (transposed)' : ''} has K=${Kb}`,
+    );
+  }
+  const aBatch = a.shape.slice(0, -2);
+  const bBatch = b.shape.slice(0, -2);
+  if (aBatch.length && bBatch.length && !sameShape(aBatch, bBatch)) {
+    throw new ShapeError(`matmul: batch dims ${fmt(aBatch)} of a and ${fmt(bBatch)} of b differ; make them equal or pass a 2-D operand to broadcast`);
+  }
+  const batchShape = aBatch.length ? aBatch : bBatch;
+  const batch = batchShape.reduce((x, y) => x * y, 1);
+  const outShape = [...batchShape, M, N];
+
+  const { bias, residual, out } = opts;
+  if (bias && (bias.dtype !== dtype || bias.shape.length !== 1 || bias.shape[0] !== N)) {
+    throw new ShapeError(`matmul: bias ${bias.toString()} must be [${N}] ${dtype}`);
+  }
+  if (residual && (residual.dtype !== dtype || !sameShape(residual.shape, outShape))) {
+    throw new ShapeError(`matmul: residual ${residual.toString()} must match the output ${fmt(outShape)} ${dtype}`);
+  }
+  if (opts.accumulate && !out) throw new InputError('matmul: accumulate needs `out` (the tensor to add into)');
+  if (out) {
+    if (out.dtype !== dtype || !sameShape(out.shape, outShape)) {
+      throw new ShapeError(`matmul: out ${out.toString()} must be ${fmt(outShape)} ${dtype}`);
+    }
+    if (residual && residual.binding.buffer === out.binding.buffer) {
+      throw new InputError('matmul: residual is `out` itself; pass accumulate: true instead');
+    }
+  }
+  const c = out ?? Tensor.empty(a.rt, outShape, dtype, 'matmul');
+  if (M === 0 || N === 0 || batch === 0) return c;
+
+  const wg = workgroupSize(N);
+  const blocksM = Math.ceil(M / ROWS);
+  const blocksN = Math.ceil(N / (COLS * wg));
+  const activation = opts.activation ?? 'none';
+  a.rt.dispatch(
+    {
+      family: 'matmul',
+      entry: 'matmul_forward',
+      dtype,
+      overrides: {
+        WG: wg,
+        TRANS_A: opts.transA ? 1 : 0,
+        TRANS_B: opts.transB ? 1 : 0,
+        HAS_BIAS: bias ? 1 : 0,
+        HAS_RESIDUAL: residual ? 1 : 0,
+        ACCUMULATE: opts.accumulate ? 1 : 0,
+        ACT: ACT[activation],
+      },
+    },
+    {
+      params: [M, N, K, batch, aBatch.length ? M * K : 0, bBatch.length ? K * N : 0, blocksM, blocksN, f32(opts.alpha ?? 1)],
+      // Absent bias/residual bind `a` again (read-only aliasing is allowed); the
+      // shader never reads them then.
+      bindings: [a.binding, b.binding, (bias ?? a).binding, (residual ?? a).binding, c.binding],
+      workgroups: batch * blocksM * blocksN,
+      label: `matmul_forward[${batch}x${M}x${N}x${K}${opts.transA ? ',tA' : ''}${opts.transB ? ',tB' : ''}]`,
+    },
+  );
+  return c;
+}
+
+/** y = act(x W^T + bias): x [..., in], weight [out, in] (PyTorch layout) -> [..., out]. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor, activation?: Activation): Tensor {
+  const { rows, inFeatures, outFeatures } = linearDims(x, weight, 'linear');
+  const x2 = x.reshape([rows, inFeatures]);
+  const y2 = matmul(x2, weight, { transB: true, bias, activation });
+  const y = y2.reshape([...x.shape.slice(0, -1), outFeatures]);
+  x2.dispose();
+  y2.dispose();
+  return y;
+}
+
+/** Gradients of y = x W^T + b given dy = dL/dy (inference activations are not
+ *  differentiated here: pass dy after the activation's backward).
+ *  dx = dy W [..., in]; dweight = dy^T x [out, in], summed over all leading dims;
+ *  dbias = column sums of dy [out]. With accumulate, adds into the given dweight/dbias. */
+export function linearBackward(
+  x: Tensor,
+  weight: Tensor,
+  dy: Tensor,
+  opts: { bias?: boolean; dweight?: Tensor; dbias?: Tensor; accumulate?: boolean } = {},
+): { dx: Tensor; dweight: Tensor; dbias?: Tensor } {
+  const { rows, inFeatures, outFeatures } = linearDims(x, weight, 'linearBackward');
+  if (!sameShape(dy.shape, [...x.shape.slice(0, -1), outFeatures])) {
+    throw new ShapeError(`linearBackward: dy ${fmt(dy.shape)} must be ${fmt([...x.shape.slice(0, -1), outFeatures])} (x ${fmt(x.shape)}, weight ${fmt(weight.shape)})`);
+  }
+  if (opts.accumulate && (!opts.dweight || ((opts.bias || opts.dbias) && !opts.dbias))) {
+    throw new InputError('linearBackward: accumulate needs the dweight (and dbias) tensors to add into');
+  }
+  const x2 = x.reshape([rows, inFeatures]);
+  const dy2 = dy.reshape([rows, outFeatures]);
+  const dx2 = matmul(dy2, weight);
+  const dx = dx2.reshape(x.shape);
+  const dweight = matmul(dy2, x2, { transA: true, out: opts.dweight, accumulate: opts.accumulate });
+  let dbias: Tensor | undefined;
+  if (opts.bias || opts.dbias) dbias = columnSums(x.rt, dy2, opts.dbias, opts.accumulate ?? false);
+  x2.dispose();
+  dy2.dispose();
+  dx2.dispose();
+  return dbias ? { dx, dweight, dbias } : { dx, dweight };
+}
+
+function linearDims(x: Tensor, weight: Tensor, what: string) {
+  floatDtype(x, `${what} x`);
+  if (weight.shape.length !== 2 || x.shape.length < 1 || x.shape[x.shape.length - 1] !== weight.shape[1]) {
+    throw new ShapeError(`${what}: x ${fmt(x.shape)} must end in weight's in_features; weight ${fmt(weight.shape)} must be [out_features, in_features]`);
+  }
+  const [outFeatures, inFeatures] = weight.shape;
+  return { rows: x.size / inFeatures, inFeatures, outFeatures };
+}
+
+/** dbias[n] (+)= sum_r dy[r, n] for dy [R, N]. */
+function columnSums(rt: Runtime, dy: Tensor, into: Tensor | undefined, accumulate: boolean): Tensor {
+  const [R, N] = dy.shape;
+  if (into && (into.dtype !== dy.dtype || !sameShape(into.shape, [N]))) {
+    throw new ShapeError(`linearBackward: dbias ${into.toString()} must be [${N}] ${dy.dtype}`);
+  }
+  const dbias = into ?? Tensor.empty(rt, [N], dy.dtype, 'linear.dbias');
+  rt.dispatch(
+    { family: 'matmul', entry: 'matmul_backward_bias', dtype: floatDtype(dy, 'dy'), overrides: { WG: BIAS_WG, ACCUMULATE: accumulate ? 1 : 0 } },
+    {
+      params: [R, N, 0, 1, 0, 0, 0, 0, f32(1)],
+      bindings: [dy.binding, dbias.binding],
+      workgroups: Math.ceil(N / BIAS_WG),
+      label: `matmul_backward_bias[${R}x${N}]`,
+    },
+  );
+  return dbias;
+}
