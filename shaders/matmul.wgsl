@@ -39,6 +39,10 @@ override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override HAS_RESIDUAL: bool = false;
 override ACCUMULATE: bool = false;
+// How a is loaded (see a_cols): 0 scalar, 1 vec4 along k.
+override A_VEC: u32 = 0u;
+// How b is loaded (see b_rows): 0 scalar, 1 vec4 along n, 2 vec4 along k.
+override B_VEC: u32 = 0u;
 
 // Named apart from activation.wgsl's elementwise `Params`/`p`, which share binding 0
 // but are never used by these entry points.
@@ -55,14 +59,45 @@ struct MatmulParams {
 }
 
 @group(0) @binding(0) var<uniform> mp: MatmulParams;
+// a and b are each bound twice, as scalars and as vec4 (A_VEC / B_VEC pick the view).
 @group(0) @binding(1) var<storage, read> a: array<T>;
-@group(0) @binding(2) var<storage, read> b: array<T>;
-@group(0) @binding(3) var<storage, read> bias: array<T>;
-@group(0) @binding(4) var<storage, read> residual: array<T>;
-@group(0) @binding(5) var<storage, read_write> c: array<T>;
+@group(0) @binding(2) var<storage, read> a4: array<vec4<T>>;
+@group(0) @binding(3) var<storage, read> b: array<T>;
+@group(0) @binding(4) var<storage, read> b4: array<vec4<T>>;
+@group(0) @binding(5) var<storage, read> bias: array<T>;
+@group(0) @binding(6) var<storage, read> residual: array<T>;
+@group(0) @binding(7) var<storage, read_write> c: array<T>;
 
+// a[row, k .. k+3] for the row starting at `at`. A_VEC 1: a is [M, K] with K % 4 == 0,
+// so the four values are one aligned vec4 (one uniform load instead of four).
+fn a_cols(at: u32, k: u32, a_k: u32) -> vec4<f32> {
+  if (A_VEC == 1u) { return vec4<f32>(a4[(at + k) / 4u]); }
+  let i = at + k * a_k;
+  return vec4<f32>(f32(a[i]), f32(a[i + a_k]), f32(a[i + 2u * a_k]), f32(a[i + 3u * a_k]));
+}
+
+// One row of the thread's b tile from 4 scalar loads (any shape, any transpose).
 fn b_row(at: u32, cols: vec4<u32>) -> vec4<f32> {
   return vec4<f32>(f32(b[at + cols.x]), f32(b[at + cols.y]), f32(b[at + cols.z]), f32(b[at + cols.w]));
+}
+
+// Rows k .. k+3 of the thread's b tile as the columns of a matrix. Per-lane loads are
+// the expensive ones (gathers on CPU drivers), so 4 vec4 loads beat 16 scalar ones:
+// B_VEC 1: b is [K, N] with N % 4 == 0, b_col.x is 4-aligned: one vec4 per row;
+// B_VEC 2: b is [N, K] with K % 4 == 0: one vec4 of 4 k values per column, transposed.
+fn b_rows(k: u32, b_k: u32, b_col: vec4<u32>) -> mat4x4<f32> {
+  if (B_VEC == 1u) {
+    let at = (k * b_k + b_col.x) / 4u;
+    let row = b_k / 4u;
+    return mat4x4<f32>(vec4<f32>(b4[at]), vec4<f32>(b4[at + row]), vec4<f32>(b4[at + 2u * row]),
+                       vec4<f32>(b4[at + 3u * row]));
+  }
+  if (B_VEC == 2u) {
+    return transpose(mat4x4<f32>(vec4<f32>(b4[(b_col.x + k) / 4u]), vec4<f32>(b4[(b_col.y + k) / 4u]),
+                                 vec4<f32>(b4[(b_col.z + k) / 4u]), vec4<f32>(b4[(b_col.w + k) / 4u])));
+  }
+  return mat4x4<f32>(b_row(k * b_k, b_col), b_row((k + 1u) * b_k, b_col), b_row((k + 2u) * b_k, b_col),
+                     b_row((k + 3u) * b_k, b_col));
 }
 
 @compute @workgroup_size(WG)
@@ -88,8 +123,9 @@ fn matmul_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let m = min(m0 + i, M - 1u);
     a_row[i] = bi * mp.a_batch + select(m * K, m, TRANS_A);
   }
-  let n_last = vec4<u32>(N - 1u);
-  let n_clamped = min(vec4<u32>(n0, n0 + 1u, n0 + 2u, n0 + 3u), n_last);
+  // B_VEC 1 clamps the whole vec4 (N >= 4 there) so its first column stays 4-aligned.
+  let n_first = select(n0, min(n0, N - 4u), B_VEC == 1u);
+  let n_clamped = min(vec4<u32>(n_first, n0 + 1u, n0 + 2u, n0 + 3u), vec4<u32>(N - 1u));
   let b_col = bi * mp.b_batch + select(n_clamped, n_clamped * K, TRANS_B);
 
   var acc: array<vec4<f32>, RM>;
@@ -98,16 +134,17 @@ fn matmul_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
   let k4 = K & ~3u;
   var k = 0u;
   for (; k < k4; k += 4u) {
-    let b0 = b_row(k * b_k, b_col);
-    let b1 = b_row((k + 1u) * b_k, b_col);
-    let b2 = b_row((k + 2u) * b_k, b_col);
-    let b3 = b_row((k + 3u) * b_k, b_col);
+    let bt = b_rows(k, b_k, b_col);
+    let b0 = bt[0];
+    let b1 = bt[1];
+    let b2 = bt[2];
+    let b3 = bt[3];
     for (var i = 0u; i < RM; i++) {
-      let at = a_row[i] + k * a_k;
-      var s = fma(vec4<f32>(f32(a[at])), b0, acc[i]);
-      s = fma(vec4<f32>(f32(a[at + a_k])), b1, s);
-      s = fma(vec4<f32>(f32(a[at + 2u * a_k])), b2, s);
-      acc[i] = fma(vec4<f32>(f32(a[at + 3u * a_k])), b3, s);
+      let av = a_cols(a_row[i], k, a_k);
+      var s = fma(vec4<f32>(av.x), b0, acc[i]);
+      s = fma(vec4<f32>(av.y), b1, s);
+      s = fma(vec4<f32>(av.z), b2, s);
+      acc[i] = fma(vec4<f32>(av.w), b3, s);
     }
   }
   for (; k < K; k++) {

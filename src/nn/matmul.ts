@@ -113,14 +113,16 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         HAS_BIAS: bias ? 1 : 0,
         HAS_RESIDUAL: residual ? 1 : 0,
         ACCUMULATE: opts.accumulate ? 1 : 0,
+        A_VEC: !opts.transA && K % 4 === 0 ? 1 : 0,
+        B_VEC: !opts.transB && N % 4 === 0 ? 1 : opts.transB && K % 4 === 0 ? 2 : 0,
         ACT: ACT[activation],
       },
     },
     {
       params: [M, N, K, batch, aBatch.length ? M * K : 0, bBatch.length ? K * N : 0, blocksM, blocksN, f32(opts.alpha ?? 1)],
-      // Absent bias/residual bind `a` again (read-only aliasing is allowed); the
-      // shader never reads them then.
-      bindings: [a.binding, b.binding, (bias ?? a).binding, (residual ?? a).binding, c.binding],
+      // a and b go in twice (scalar and vec4 views). Absent bias/residual bind `a`
+      // again (read-only aliasing is allowed); the shader never reads them then.
+      bindings: [a.binding, a.binding, b.binding, b.binding, (bias ?? a).binding, (residual ?? a).binding, c.binding],
       workgroups: batch * blocksM * blocksN,
       label: `matmul_forward[${batch}x${M}x${N}x${K}${opts.transA ? ',tA' : ''}${opts.transB ? ',tB' : ''}]`,
     },
