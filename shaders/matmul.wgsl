@@ -39,7 +39,7 @@ override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override HAS_RESIDUAL: bool = false;
 override ACCUMULATE: bool = false;
-// How a is loaded (see a_cols): 0 scalar, 1 vec4 along k.
+// How a is loaded (see a_tile): 0 scalar, 1 vec4 along k, 2 vec4 along m (TRANS_A).
 override A_VEC: u32 = 0u;
 // How b is loaded (see b_rows): 0 scalar, 1 vec4 along n, 2 vec4 along k.
 override B_VEC: u32 = 0u;
@@ -68,12 +68,32 @@ struct MatmulParams {
 @group(0) @binding(6) var<storage, read> residual: array<T>;
 @group(0) @binding(7) var<storage, read_write> c: array<T>;
 
-// a[row, k .. k+3] for the row starting at `at`. A_VEC 1: a is [M, K] with K % 4 == 0,
-// so the four values are one aligned vec4 (one uniform load instead of four).
+// a[row, k .. k+3] for the row starting at `at`, from one aligned vec4 when a is
+// [M, K] with K % 4 == 0 (A_VEC 1), else from four scalar loads.
 fn a_cols(at: u32, k: u32, a_k: u32) -> vec4<f32> {
   if (A_VEC == 1u) { return vec4<f32>(a4[(at + k) / 4u]); }
   let i = at + k * a_k;
   return vec4<f32>(f32(a[i]), f32(a[i + a_k]), f32(a[i + 2u * a_k]), f32(a[i + 3u * a_k]));
+}
+
+// a[m0 + i, k .. k+3] for the RM rows of the tile (one vec4 per row). These loads are
+// uniform over the workgroup, so their count matters less than b's, but it still
+// shows: A_VEC 2 (a is [K, M] with M % 4 == 0) reads rows 0-3 and 4-7 of each k as
+// two aligned vec4 starting at `lo` and `hi` (hi is clamped to the last 4 rows) and
+// transposes them, 8 loads instead of 32.
+fn a_tile(rows: array<u32, RM>, lo: u32, hi: u32, k: u32, a_k: u32) -> array<vec4<f32>, RM> {
+  var t: array<vec4<f32>, RM>;
+  if (A_VEC == 2u) {
+    for (var h = 0u; h < 2u; h++) {
+      let at = select(lo, hi, h == 1u) + k * a_k;
+      let q = transpose(mat4x4<f32>(vec4<f32>(a4[at / 4u]), vec4<f32>(a4[(at + a_k) / 4u]),
+                                    vec4<f32>(a4[(at + 2u * a_k) / 4u]), vec4<f32>(a4[(at + 3u * a_k) / 4u])));
+      for (var j = 0u; j < 4u; j++) { t[4u * h + j] = q[j]; }
+    }
+    return t;
+  }
+  for (var i = 0u; i < RM; i++) { t[i] = a_cols(rows[i], k, a_k); }
+  return t;
 }
 
 // One row of the thread's b tile from 4 scalar loads (any shape, any transpose).
@@ -123,6 +143,8 @@ fn matmul_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let m = min(m0 + i, M - 1u);
     a_row[i] = bi * mp.a_batch + select(m * K, m, TRANS_A);
   }
+  let a_lo = bi * mp.a_batch + m0;
+  let a_hi = bi * mp.a_batch + min(m0 + 4u, M - 4u);
   // B_VEC 1 clamps the whole vec4 (N >= 4 there) so its first column stays 4-aligned.
   let n_first = select(n0, min(n0, N - 4u), B_VEC == 1u);
   let n_clamped = min(vec4<u32>(n_first, n0 + 1u, n0 + 2u, n0 + 3u), vec4<u32>(N - 1u));
@@ -139,8 +161,9 @@ fn matmul_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let b1 = bt[1];
     let b2 = bt[2];
     let b3 = bt[3];
+    let at = a_tile(a_row, a_lo, a_hi, k, a_k);
     for (var i = 0u; i < RM; i++) {
-      let av = a_cols(a_row[i], k, a_k);
+      let av = at[i];
       var s = fma(vec4<f32>(av.x), b0, acc[i]);
       s = fma(vec4<f32>(av.y), b1, s);
       s = fma(vec4<f32>(av.z), b2, s);

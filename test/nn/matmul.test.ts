@@ -12,17 +12,18 @@ const F16_TOL = 3e-3;
 const LONG_K_TOL = 1e-4;
 
 describe('matmul', () => {
-  // 67x131x45 takes the scalar b path; 67x132x44 the vec4 paths (along n without
-  // transB, along k with it) with ragged rows and a partly filled last vec4 tile.
+  // 67x131x45 takes the scalar load paths; 68x132x44 the vec4 ones (a along k, or
+  // along m when transposed; b along n, or along k when transposed) with a half-filled
+  // last row tile (68 = 8 * 8 + 4) and a partly filled last column tile.
   it.each([
     [67, 131, 45, false, false],
     [67, 131, 45, true, false],
     [67, 131, 45, false, true],
     [67, 131, 45, true, true],
-    [67, 132, 44, false, false],
-    [67, 132, 44, true, false],
-    [67, 132, 44, false, true],
-    [67, 132, 44, true, true],
+    [68, 132, 44, false, false],
+    [68, 132, 44, true, false],
+    [68, 132, 44, false, true],
+    [68, 132, 44, true, true],
   ])('ragged MxKxN %ix%ix%i transA=%s transB=%s', async (M, K, N, transA, transB) => {
     const rt = await runtime();
     const a = randomTensor(rt, transA ? [K, M] : [M, K], 1);
@@ -59,9 +60,9 @@ describe('matmul', () => {
     expectClose(await c2.toArray(), matmulRef(a2.data, b2.data, 5, M, N, K, { aBatched: false, transB: true }), { label: 'broadcast a', relL2: TOL.matmul });
   });
 
-  it('same batch dims on both operands, transA', async () => {
+  it('same batch dims on both operands, transA (vec4 a with a scalar k tail)', async () => {
     const rt = await runtime();
-    const [Z, M, K, N] = [4, 19, 23, 9];
+    const [Z, M, K, N] = [4, 20, 23, 9];
     const a = randomTensor(rt, [Z, K, M], 10);
     const b = randomTensor(rt, [Z, K, N], 11);
     const c = matmul(a.t, b.t, { transA: true });

@@ -1,0 +1,136 @@
+// Matmul benchmark rows (production path: nn/matmul.ts, shaders/matmul.wgsl). The
+// kernel picks its load path from the shape, so the rows cover each one:
+//   vec4-n   a [M,K] and b [K,N] both loaded as vec4 (K, N multiples of 4): 1024^3
+//   vec4-k   linear: b = weight [N,K] loaded as vec4 along k, fused bias: SD shapes
+//   scalar   ragged N (77 columns): per-element loads with clamped edges
+//   transA   dweight = dy^T x of linearBackward (a read transposed, scalar loads)
+// Run: grounded-sd bench kernels (the runner discovers this file).
+// Peer: tf.matMul / tf.fused.matMul (with bias) on tfjs-backend-webgpu, same adapter.
+import type * as tfjs from '@tensorflow/tfjs-core';
+import { linear, matmul } from '../../src/nn/matmul.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+import type { Runtime } from '../../src/gpu/runtime.js';
+import { matmulRef } from '../../test/ref/matmul.js';
+import type { BenchCase, BenchInstance, PeerInstance } from './types.js';
+
+interface Spec {
+  shape: string;
+  batch: number;
+  M: number;
+  N: number;
+  K: number;
+  transA?: boolean;
+  /** Linear layer: b is a PyTorch weight [N, K] (transB) with a bias [N]. */
+  linear?: boolean;
+}
+
+const SPECS: Spec[] = [
+  { shape: '1024x1024x1024', batch: 1, M: 1024, N: 1024, K: 1024 },
+  { shape: '4096x320x320 linear', batch: 1, M: 4096, N: 320, K: 320, linear: true },
+  { shape: '2x77x768x768 linear', batch: 2, M: 77, N: 768, K: 768, linear: true },
+  { shape: '2x4096x77x40 scalar', batch: 2, M: 4096, N: 77, K: 40 },
+  { shape: '320x320x4096 transA', batch: 1, M: 320, N: 320, K: 4096, transA: true },
+];
+
+/** Rows of the output checked against the float64 reference (the full reference of the
+ *  large rows would take seconds on the CPU). */
+const CHECK_ROWS = 12;
+
+/** Seeded uniform values in [lo, hi) (test/helpers.ts imports vitest, so not from there). */
+function randomArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  let x = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return lo + ((hi - lo) * x) / 4294967296;
+  });
+}
+
+function relL2(actual: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    num += (actual[i] - ref[i]) ** 2;
+    den += ref[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+function inputs(s: Spec) {
+  const aShape = s.transA ? [s.K, s.M] : [s.batch, s.M, s.K];
+  const bShape = s.linear ? [s.N, s.K] : [s.K, s.N];
+  const aSize = aShape.reduce((x, y) => x * y, 1);
+  const bSize = bShape.reduce((x, y) => x * y, 1);
+  return {
+    aShape, bShape,
+    a: randomArray(aSize, 1),
+    b: randomArray(bSize, 2, -1 / Math.sqrt(s.K), 1 / Math.sqrt(s.K)),
+    bias: randomArray(s.N, 3),
+  };
+}
+
+/** Rel L2 over CHECK_ROWS rows spread over every batch matrix. */
+function checkRows(s: Spec, data: ReturnType<typeof inputs>, out: Float32Array): number {
+  const ref: number[] = [];
+  const got: number[] = [];
+  const K = s.K;
+  for (let r = 0; r < CHECK_ROWS; r++) {
+    const z = r % s.batch;
+    const m = Math.floor((r * (s.M - 1)) / (CHECK_ROWS - 1));
+    // One row of a as a [1, K] matrix (transposed a: column m of [K, M]).
+    const row = Float64Array.from({ length: K }, (_, k) => (s.transA ? data.a[k * s.M + m] : data.a[(z * s.M + m) * K + k]));
+    const c = matmulRef(row, data.b, 1, 1, s.N, K, { transB: s.linear, bias: s.linear ? data.bias : undefined });
+    ref.push(...c);
+    got.push(...out.subarray((z * s.M + m) * s.N, (z * s.M + m + 1) * s.N));
+  }
+  return relL2(got, ref);
+}
+
+function makeCase(s: Spec): BenchCase {
+  const outSize = s.batch * s.M * s.N;
+  return {
+    op: 'matmul',
+    shape: s.shape,
+    flops: 2 * s.batch * s.M * s.N * s.K,
+    bytes: 4 * (s.batch * s.M * s.K + s.K * s.N + outSize + (s.linear ? s.N : 0)),
+    setup(rt: Runtime): BenchInstance {
+      const data = inputs(s);
+      const a = Tensor.from(rt, data.a, data.aShape);
+      const b = Tensor.from(rt, data.b, data.bShape);
+      const bias = s.linear ? Tensor.from(rt, data.bias, [s.N]) : undefined;
+      const run = () => (s.linear ? linear(a, b, bias) : matmul(a, b, { transA: s.transA }));
+      return {
+        run,
+        async validate() {
+          const out = run();
+          const err = checkRows(s, data, await out.toArray());
+          out.dispose();
+          return err;
+        },
+        dispose() {
+          a.dispose();
+          b.dispose();
+          bias?.dispose();
+        },
+      };
+    },
+    peer(tf: typeof tfjs): PeerInstance {
+      const data = inputs(s);
+      const a = tf.tensor(data.a, s.transA ? data.aShape : [s.batch * s.M, s.K]);
+      const b = tf.tensor(data.b, data.bShape);
+      const bias = tf.tensor(data.bias, [s.N]);
+      return {
+        run: () =>
+          s.linear
+            ? tf.fused.matMul({ a, b, transposeB: true, bias })
+            : tf.matMul(a, b, s.transA ?? false, false),
+        dispose() {
+          a.dispose();
+          b.dispose();
+          bias.dispose();
+        },
+      };
+    },
+  };
+}
+
+export const cases: BenchCase[] = SPECS.map(makeCase);
