@@ -2,8 +2,8 @@
 // kernel picks its load path from the shape, so the rows cover each one:
 //   vec4-n   a [M,K] and b [K,N] both loaded as vec4 (K, N multiples of 4): 1024^3
 //   vec4-k   linear: b = weight [N,K] loaded as vec4 along k, fused bias: SD shapes
-//   scalar   ragged N (77 columns): per-element loads with clamped edges
-//   transA   dweight = dy^T x of linearBackward (a read transposed, scalar loads)
+//   scalar   ragged N (77 columns): b read per element, edges clamped
+//   transA   dweight = dy^T x of linearBackward: a [K,M] loaded as vec4 along m
 // Run: grounded-sd bench kernels (the runner discovers this file).
 // Peer: tf.matMul / tf.fused.matMul (with bias) on tfjs-backend-webgpu, same adapter.
 import type * as tfjs from '@tensorflow/tfjs-core';

@@ -146,8 +146,8 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor, activation?: Ac
   return y;
 }
 
-/** Gradients of y = x W^T + b given dy = dL/dy (inference activations are not
- *  differentiated here: pass dy after the activation's backward).
+/** Gradients of y = x W^T + b given dy = dL/dy. A fused activation is not
+ *  differentiated here: apply its backward (unaryBackward) to dy first.
  *  dx = dy W [..., in]; dweight = dy^T x [out, in], summed over all leading dims;
  *  dbias = column sums of dy [out]. With accumulate, adds into the given dweight/dbias. */
 export function linearBackward(
