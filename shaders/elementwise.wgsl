@@ -8,6 +8,22 @@ alias T = f32;
 
 // #include "activation.wgsl"
 
+// Binary op codes: 0 add, 1 sub, 2 mul, 3 div.
+override OP: u32 = 0u;
+override WG: u32 = 256u;
+
+struct Params {
+  n: u32,
+  rank: u32,
+  alpha: f32,   // unary: y = act(alpha * x + beta)
+  beta: f32,
+  dims: array<vec4<u32>, 2>,      // output dims (8), innermost last, padded with 1 in front
+  a_strides: array<vec4<u32>, 2>, // element strides of a per output dim (0 = broadcast)
+  b_strides: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
 fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
   return (wid.x + wid.y * nwg.x) * WG + lid;
 }

@@ -33,6 +33,8 @@ alias T = f32;
 
 // #include "activation.wgsl"
 
+override WG: u32 = 64u;
+
 // Rows per thread: a constant (not an override) so the accumulators are a fixed-size
 // register array that the compiler unrolls.
 const RM: u32 = 8u;
