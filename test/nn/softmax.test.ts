@@ -5,12 +5,14 @@ import { softmaxBackwardRef, softmaxRef } from '../ref/softmax.js';
 import { expectClose, finiteDiff, randomTensor, runtime, TOL } from '../helpers.js';
 
 describe('softmax', () => {
-  // Row widths: CLIP's 77 tokens, 1024 (a 32x32 latent's attention), 4097 (past 4096,
-  // not a multiple of any workgroup size), and a ragged 3.
+  // Row widths: CLIP's 77 tokens, 1024 (a 32x32 latent's attention; vec4 path), 4097
+  // (past 4096, not a multiple of any workgroup size), 4100 (vec4, last vec4 ragged
+  // against the workgroup) and a ragged 3.
   it.each([
     [5, 77, 1],
     [3, 1024, 0.125],
     [2, 4097, 1],
+    [2, 4100, 0.7],
     [9, 3, 2.5],
   ])('forward rows=%i n=%i scale=%f matches float64', async (rows, n, scale) => {
     const rt = await runtime();
@@ -57,6 +59,9 @@ describe('softmax', () => {
     const dx = await softmaxBackward(y, dy.t).toArray();
     const ref = softmaxBackwardRef(softmaxRef(data, rows, 5), dy.data, rows, 5);
     expectClose(dx, ref, { label: 'softmax backward 70001 rows', relL2: TOL.reduction });
+    // Width 4 takes the vec4 path.
+    const v = randomTensor(rt, [rows, 4], 12, -4, 4);
+    expectClose(await softmax(v.t).toArray(), softmaxRef(v.data, rows, 4), { label: 'softmax vec4 70001 rows', relL2: TOL.reduction });
   });
 
   it('f16 storage matches float64 within the f16 tolerance', async () => {
