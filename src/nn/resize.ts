@@ -11,9 +11,14 @@ const WG = 256;
 
 function nchw(x: Tensor, what: string): [number, number, number, number] {
   if (x.shape.length !== 4) throw new ShapeError(`${what}: expects [N,C,H,W], got [${x.shape}]`);
-  if (x.dtype !== 'f32' && x.dtype !== 'f16') throw new ShapeError(`${what}: needs a float tensor, got ${x.dtype}`);
+  floatDtype(x, what);
   const [n, c, h, w] = x.shape;
   return [n, c, h, w];
+}
+
+function floatDtype(x: Tensor, what: string): 'f32' | 'f16' {
+  if (x.dtype !== 'f32' && x.dtype !== 'f16') throw new ShapeError(`${what}: needs a float tensor, got ${x.dtype}`);
+  return x.dtype;
 }
 
 function checkSize(h: number, w: number, what: string): void {
@@ -31,7 +36,7 @@ function dispatchPlanes(
   for (const run of bindingRuns(src.rt, planes, [srcPlane * bytes, dstPlane * bytes], entry)) {
     const n = run.count * (perSrcPixel ? srcPlane : dstPlane);
     src.rt.dispatch(
-      { family: 'resize', entry, dtype: src.dtype, overrides: { WG } },
+      { family: 'resize', entry, dtype: floatDtype(src, entry), overrides: { WG } },
       {
         params: [n, inH, inW, outH, outW, f32(inH / outH), f32(inW / outW), f32(outH / inH), f32(outW / inW)],
         bindings: [runBinding(src, run, srcPlane), runBinding(dst, run, dstPlane)],
