@@ -1,0 +1,237 @@
+// safetensors: the golden fixtures read against an independent DataView parse, writer round
+// trips, every header corruption giving a WeightError, and chunked streaming to the GPU
+// (F32/F16/BF16 sources into f32 and f16 tensors).
+import { mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { WeightError } from '../../src/gpu/errors.js';
+import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.js';
+import { fromHalf, toHalf } from '../../src/tensor/f16.js';
+import { goldenDir, randomArray, runtime } from '../helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'safetensors-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A file from a header object (or raw header text) and data bytes, written by hand. */
+function rawFile(name: string, header: unknown, data: Uint8Array = new Uint8Array(0), lengthOverride?: bigint): string {
+  const json = Buffer.from(typeof header === 'string' ? header : JSON.stringify(header), 'utf8');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(lengthOverride ?? BigInt(json.length));
+  const path = join(dir, name);
+  writeFileSync(path, Buffer.concat([len, json, data]));
+  return path;
+}
+
+/** Independent reader: header by hand, then one tensor's float32 values through DataView. */
+function dataViewF32(path: string, name: string): { shape: number[]; values: number[] } {
+  const buf = readFileSync(path);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const n = Number(view.getBigUint64(0, true));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  const e = header[name];
+  expect(e.dtype).toBe('F32');
+  const values: number[] = [];
+  for (let p = 8 + n + e.data_offsets[0]; p < 8 + n + e.data_offsets[1]; p += 4) values.push(view.getFloat32(p, true));
+  return { shape: e.shape, values };
+}
+
+async function expectWeightError(p: Promise<unknown>, pattern: RegExp): Promise<void> {
+  const err = await p.then(() => null, (e: unknown) => e);
+  expect(err, `expected a WeightError matching ${pattern}`).toBeInstanceOf(WeightError);
+  expect((err as Error).message).toMatch(pattern);
+}
+
+describe('safetensors reader on golden fixtures', () => {
+  it('clip_text weights: shapes from the manifest config, values as a DataView parse reads them', async () => {
+    const g = goldenDir('clip_text');
+    if (!g) return;
+    const manifest = JSON.parse(readFileSync(join(g, 'manifest.json'), 'utf8'));
+    const { hidden_size: hidden, vocab_size: vocab, max_position_embeddings: positions, intermediate_size: inter } = manifest.config;
+    const path = join(g, 'weights.safetensors');
+    const f = await SafetensorsFile.open(path);
+    try {
+      expect(f.info('text_model.embeddings.token_embedding.weight').shape).toEqual([vocab, hidden]);
+      expect(f.info('text_model.embeddings.position_embedding.weight').shape).toEqual([positions, hidden]);
+      expect(f.info('text_model.encoder.layers.0.mlp.fc1.weight').shape).toEqual([inter, hidden]);
+      for (const name of ['text_model.embeddings.token_embedding.weight', 'text_model.encoder.layers.4.mlp.fc2.bias', 'text_model.final_layer_norm.weight']) {
+        const ref = dataViewF32(path, name);
+        const got = await f.readF32(name);
+        expect(f.info(name).shape).toEqual(ref.shape);
+        expect(Array.from(got)).toEqual(ref.values);
+        const sum = ref.values.reduce((a, b) => a + b, 0);
+        expect(got.reduce((a, b) => a + b, 0)).toBeCloseTo(sum, 9);
+      }
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('clip_text io: every header shape matches the manifest, input_ids read as I64', async () => {
+    const g = goldenDir('clip_text');
+    if (!g) return;
+    const manifest = JSON.parse(readFileSync(join(g, 'manifest.json'), 'utf8'));
+    const path = join(g, 'io.safetensors');
+    const f = await SafetensorsFile.open(path);
+    try {
+      const described = manifest.io.tensors as Record<string, { shape: number[]; dtype: string }>;
+      for (const [name, t] of Object.entries(described)) expect(f.info(name).shape, name).toEqual(t.shape);
+      const info = f.info('input_ids');
+      expect(info.dtype).toBe('I64');
+      const ids = await f.readI64('input_ids');
+      const buf = readFileSync(path);
+      const n = Number(buf.readBigUInt64LE(0));
+      const ref = Array.from({ length: ids.length }, (_, i) => buf.readBigInt64LE(8 + n + info.begin + 8 * i));
+      expect(Array.from(ids)).toEqual(ref);
+      expect(Array.from(await f.readF32('input_ids'))).toEqual(ref.map(Number));
+    } finally {
+      await f.close();
+    }
+  });
+});
+
+describe('safetensors writer', () => {
+  it('round trips F32, F16, I64 and I32 with metadata, atomically, header padded to 8', async () => {
+    const path = join(dir, 'roundtrip.safetensors');
+    const a = randomArray(15, 1);
+    const half = Uint16Array.from(randomArray(7, 2), toHalf);
+    const ids = BigInt64Array.from([49406n, 1n, -3n, 2n ** 40n, 49407n]);
+    const small = Int32Array.from([-7, 0, 123456]);
+    await writeSafetensors(path, {
+      'z.last': { dtype: 'F32', shape: [3, 5], data: a },
+      half: { dtype: 'F16', shape: [7], data: half },
+      ids: { dtype: 'I64', shape: [1, 5], data: ids },
+      small: { dtype: 'I32', shape: [3], data: small },
+    }, { format: 'pt', note: 'héllo' });
+    expect(readdirSync(dir).filter((n) => n.includes('roundtrip') && n.endsWith('.tmp'))).toEqual([]);
+    const buf = readFileSync(path);
+    const n = Number(buf.readBigUInt64LE(0));
+    expect(n % 8).toBe(0);
+    expect(Object.keys(JSON.parse(buf.subarray(8, 8 + n).toString('utf8')))).toEqual(['__metadata__', 'z.last', 'half', 'ids', 'small']);
+    const f = await SafetensorsFile.open(path);
+    try {
+      expect(f.metadata).toEqual({ format: 'pt', note: 'héllo' });
+      expect([...f.tensors.keys()]).toEqual(['z.last', 'half', 'ids', 'small']);
+      expect(f.info('z.last')).toEqual({ name: 'z.last', dtype: 'F32', shape: [3, 5], begin: 0, end: 60 });
+      expect(Array.from(await f.readF32('z.last'))).toEqual(Array.from(a));
+      expect(Array.from(await f.readF32('half'))).toEqual(Array.from(half, fromHalf));
+      expect(Array.from(new Uint16Array((await f.readRaw('half')).buffer))).toEqual(Array.from(half));
+      expect(Array.from(await f.readI64('ids'))).toEqual(Array.from(ids));
+      expect(Array.from(await f.readI64('small'))).toEqual([-7n, 0n, 123456n]);
+      expect(Array.from(await f.readF32('small'))).toEqual([-7, 0, 123456]);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('rejects data whose size does not match the shape, leaving no file', async () => {
+    const path = join(dir, 'bad_write.safetensors');
+    await expectWeightError(writeSafetensors(path, { x: { dtype: 'F32', shape: [4], data: new Float32Array(3) } }), /'x' F32\[4\] needs 16 bytes, data has 12/);
+    expect(readdirSync(dir).filter((n) => n.includes('bad_write'))).toEqual([]);
+  });
+});
+
+describe('safetensors corruption gives WeightErrors', () => {
+  const ok = { x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } };
+  const eight = new Uint8Array(8);
+  const cases: [string, () => string, RegExp][] = [
+    ['shorter than 8 bytes', () => { const p = join(dir, 'short'); writeFileSync(p, Buffer.from([1, 2, 3])); return p; }, /3 bytes is too short/],
+    ['header length past the end', () => rawFile('past', ok, eight, 4096n), /header length 4096 runs past the end/],
+    ['absurd header length', () => rawFile('absurd', ok, eight, 1n << 40n), /exceeds the 100000000-byte limit/],
+    ['header not JSON', () => rawFile('notjson', '{"x": {"dtype": "F32",', eight), /not valid UTF-8 JSON/],
+    ['header not an object', () => rawFile('array', '[1, 2, 3]', eight), /must be a JSON object.*array/],
+    ['entry without dtype', () => rawFile('nodtype', { x: { shape: [2], data_offsets: [0, 8] } }, eight), /'x': entry has no dtype/],
+    ['entry without shape', () => rawFile('noshape', { x: { dtype: 'F32', data_offsets: [0, 8] } }, eight), /'x': entry has no shape/],
+    ['entry without data_offsets', () => rawFile('nooff', { x: { dtype: 'F32', shape: [2] } }, eight), /'x': entry has no data_offsets/],
+    ['unknown dtype', () => rawFile('dtype', { x: { dtype: 'F8_E9', shape: [2], data_offsets: [0, 8] } }, eight), /unknown dtype "F8_E9"/],
+    ['bad shape', () => rawFile('shape', { x: { dtype: 'F32', shape: [2, -1], data_offsets: [0, 8] } }, eight), /shape must be an array of non-negative integers/],
+    ['offsets out of order', () => rawFile('order', { x: { dtype: 'F32', shape: [0], data_offsets: [8, 0] } }, eight), /out of order/],
+    ['overlapping tensors', () => rawFile('overlap', {
+      a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+    }, new Uint8Array(12)), /'b' bytes \[4, 12\) overlap 'a' \[0, 8\)/],
+    ['byte size != numel*itemsize', () => rawFile('size', { x: { dtype: 'F16', shape: [3], data_offsets: [0, 8] } }, eight), /F16\[3\] needs 6 bytes but data_offsets \[0, 8\] span 8/],
+    ['bad metadata', () => rawFile('meta', { __metadata__: { n: 3 }, ...ok }, eight), /__metadata__\.n must be a string/],
+    ['truncated file', () => { const p = rawFile('trunc', ok, eight); truncateSync(p, readFileSync(p).length - 3); return p; }, /'x' ends at data byte 8 but the data section has 5 bytes; the file is truncated/],
+    ['missing file', () => join(dir, 'does-not-exist.safetensors'), /cannot open safetensors file/],
+  ];
+  for (const [what, make, pattern] of cases) {
+    it(what, async () => {
+      await expectWeightError(SafetensorsFile.open(make()), pattern);
+    });
+  }
+
+  it('missing tensor and wrong expected shape name the file and tensor', async () => {
+    const path = rawFile('good', ok, eight);
+    const f = await SafetensorsFile.open(path);
+    try {
+      expect(() => f.info('y')).toThrow(WeightError);
+      expect(() => f.info('y')).toThrow(new RegExp(`${path}: no tensor named 'y'`));
+      const rt = await runtime();
+      await expectWeightError(f.toTensor(rt, 'x', 'f32', [3]), /tensor 'x' has shape \[2\], expected \[3\]/);
+    } finally {
+      await f.close();
+    }
+  });
+});
+
+describe('safetensors toTensor (GPU, chunked)', () => {
+  // 1001 elements with a 64-byte chunk: 63 chunks, an odd tail, f16 writes at 4-byte offsets.
+  const n = 1001;
+  const values = randomArray(n, 7, -3, 3);
+  const f16Bits = Uint16Array.from(values, toHalf);
+  const bf16Bits = Uint16Array.from(values, (v) => new Uint32Array(Float32Array.of(v).buffer)[0] >>> 16);
+  const bf16Values = Array.from(bf16Bits, (b) => new Float32Array(Uint32Array.of(b << 16).buffer)[0]);
+
+  it('streams F32/F16/BF16 sources into f32 and f16 tensors exactly', async () => {
+    const rt = await runtime();
+    const path = join(dir, 'gpu.safetensors');
+    await writeSafetensors(path, {
+      f32: { dtype: 'F32', shape: [7, 11, 13], data: values },
+      f16: { dtype: 'F16', shape: [n], data: f16Bits },
+    });
+    const bytes = readFileSync(path);
+    const hdrLen = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + hdrLen).toString('utf8'));
+    const dataEnd = header.f16.data_offsets[1];
+    header.bf16 = { dtype: 'BF16', shape: [n], data_offsets: [dataEnd, dataEnd + 2 * n] };
+    const bfPath = rawFile('gpu_bf16.safetensors', header,
+      Buffer.concat([bytes.subarray(8 + hdrLen), Buffer.from(bf16Bits.buffer)]));
+
+    const f = await SafetensorsFile.open(bfPath, { chunkBytes: 64 });
+    try {
+      const asHalf = (xs: ArrayLike<number>) => Array.from(xs, (v) => fromHalf(toHalf(v)));
+      const expected: [string, 'f32' | 'f16', number[]][] = [
+        ['f32', 'f32', Array.from(values)],
+        ['f32', 'f16', asHalf(values)],
+        ['f16', 'f32', Array.from(f16Bits, fromHalf)],
+        ['f16', 'f16', Array.from(f16Bits, fromHalf)],
+        ['bf16', 'f32', bf16Values],
+        ['bf16', 'f16', asHalf(bf16Values)],
+      ];
+      for (const [name, dtype, ref] of expected) {
+        const t = await f.toTensor(rt, name, dtype, f.info(name).shape);
+        expect(t.dtype).toBe(dtype);
+        expect(t.shape).toEqual(f.info(name).shape);
+        expect(Array.from(await t.toArray()), `${name} -> ${dtype}`).toEqual(ref);
+        t.dispose();
+      }
+      await expectWeightError(SafetensorsFile.open(path).then(async (g) => {
+        try { await g.toTensor(rt, 'f16', 'f32', [n, 1]); } finally { await g.close(); }
+      }), /'f16' has shape \[1001\], expected \[1001,1\]/);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('refuses integer tensors with a hint', async () => {
+    const rt = await runtime();
+    const path = join(dir, 'ints.safetensors');
+    await writeSafetensors(path, { ids: { dtype: 'I64', shape: [2], data: BigInt64Array.of(1n, 2n) } });
+    const f = await SafetensorsFile.open(path);
+    try {
+      await expectWeightError(f.toTensor(rt, 'ids'), /'ids' is I64; only F32\/F16\/BF16\/F64 load as float tensors/);
+    } finally {
+      await f.close();
+    }
+  });
+});
