@@ -8,6 +8,10 @@
 // Mapping: one thread per element, or per 4 elements in the vec4 entries (used when the
 // innermost run is a multiple of 4, so every offset is too); the 1-D workgroup index is
 // folded into (x, y) by the host and recovered as wid.x + wid.y * nwg.x.
+// Permutes that swap the two innermost (merged) dims, such as NCHW <-> NHWC, are batched
+// 2-D transposes: a gather would read with a stride on every element, so a 32 x 8
+// workgroup moves a 32 x 32 tile through workgroup memory, reading rows and writing
+// columns contiguously (the tile row is padded to 33 against bank conflicts).
 // Precision: loads and stores only. f32, i32 and u32 tensors all run the f32 variant
 // (a plain load/store keeps the bits); f16 runs the f16 variant.
 
@@ -106,4 +110,42 @@ fn layout_permute_forward_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(n
   let t = thread_index(wid, nwg, lid);
   if (t >= pp.n) { return; }
   perm_dst4[t] = perm_src4[permute_source(t)];
+}
+
+struct TransposeParams {
+  p: u32,        // output [B, P, Q] = input [B, Q, P] transposed per batch
+  q: u32,
+  tiles_p: u32,  // ceil(P / 32)
+  tiles_q: u32,
+  tiles: u32,    // B * tiles_p * tiles_q
+}
+
+@group(0) @binding(0) var<uniform> tp: TransposeParams;
+@group(0) @binding(1) var<storage, read> tr_src: array<T>;
+@group(0) @binding(2) var<storage, read_write> tr_dst: array<T>;
+
+const TILE: u32 = 32u;
+var<workgroup> tile: array<T, 1056>;   // TILE x (TILE + 1)
+
+@compute @workgroup_size(32, 8)
+fn layout_transpose_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_id) lid: vec3<u32>) {
+  let w = wid.x + wid.y * nwg.x;
+  if (w >= tp.tiles) { return; }   // uniform across the workgroup
+  let tq = w % tp.tiles_q;
+  let r = w / tp.tiles_q;
+  let p0 = (r % tp.tiles_p) * TILE;
+  let q0 = tq * TILE;
+  let base = (r / tp.tiles_p) * tp.p * tp.q;
+  for (var k = 0u; k < TILE; k += 8u) {
+    let q = q0 + lid.y + k;
+    let p = p0 + lid.x;
+    if (q < tp.q && p < tp.p) { tile[(lid.y + k) * (TILE + 1u) + lid.x] = tr_src[base + q * tp.p + p]; }
+  }
+  workgroupBarrier();
+  for (var k = 0u; k < TILE; k += 8u) {
+    let p = p0 + lid.y + k;
+    let q = q0 + lid.x;
+    if (p < tp.p && q < tp.q) { tr_dst[base + p * tp.q + q] = tile[lid.x * (TILE + 1u) + lid.y + k]; }
+  }
 }

@@ -144,6 +144,21 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
   return y;
 }
 
+const TILE = 32;
+
+/** Below this many rows or columns a tile would idle most of its threads, and the
+ *  gather reads only a few sequential streams anyway. */
+const MIN_TILED = 16;
+
+/** Merged output dims [B?, P, Q] with input strides [P*Q, 1, P]: out[b] = in[b]^T. */
+function isBatchedTranspose(dims: number[], strides: number[]): boolean {
+  const r = dims.length;
+  if (r < 2 || r > 3) return false;
+  const [p, q] = dims.slice(-2);
+  if (Math.min(p, q) < MIN_TILED) return false;
+  return strides[r - 2] === 1 && strides[r - 1] === p && (r === 2 || strides[0] === p * q);
+}
+
 /** y = x.permute(perm), materialised; rank <= 6. The inverse permute is its backward. */
 export function permute(x: Tensor, perm: number[]): Tensor {
   const rank = x.shape.length;
@@ -173,8 +188,18 @@ export function permute(x: Tensor, perm: number[]): Tensor {
     dims.push(1);
     strides.push(1);
   }
-  // vec4 when the innermost output run is contiguous in the input and a multiple of 4.
   const last = dims.length - 1;
+  if (isBatchedTranspose(dims, strides)) {
+    const [p, q] = dims.slice(-2);
+    const [tilesP, tilesQ] = [Math.ceil(p / TILE), Math.ceil(q / TILE)];
+    const tiles = (y.size / (p * q)) * tilesP * tilesQ;
+    x.rt.dispatch(
+      { family: 'layout', entry: 'layout_transpose_forward', dtype: moveDtype(x) },
+      { params: [p, q, tilesP, tilesQ, tiles], bindings: [x.binding, y.binding], workgroups: tiles, label: `permute[${perm}]` },
+    );
+    return y;
+  }
+  // vec4 when the innermost output run is contiguous in the input and a multiple of 4.
   const vec4 = strides[last] === 1 && dims[last] % 4 === 0;
   if (vec4) {
     dims[last] /= 4;
