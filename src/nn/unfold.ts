@@ -14,11 +14,14 @@ function checkPatch([n, c, h, w]: readonly number[], p: number, what: string): v
   if ([n, c, h, w].some((d) => !Number.isInteger(d))) throw new ShapeError(`${what}: expects [N,C,H,W], got [${[n, c, h, w]}]`);
 }
 
+/** A patch row of p elements is contiguous on both sides, so p % 4 == 0 moves vec4s. */
 function dispatch(entry: string, src: Tensor, dst: Tensor, [, c, h, w]: readonly number[], p: number): void {
   if (dst.size === 0) return;
+  const vec4 = p % 4 === 0;
+  const n = vec4 ? dst.size / 4 : dst.size;
   src.rt.dispatch(
-    { family: 'unfold', entry, dtype: moveDtype(src), overrides: { WG } },
-    { params: [dst.size, c, h, w, p], bindings: [src.binding, dst.binding], workgroups: Math.ceil(dst.size / WG), label: `${entry}[p=${p}]` },
+    { family: 'unfold', entry: vec4 ? `${entry}_vec4` : entry, dtype: moveDtype(src), overrides: { WG } },
+    { params: [n, c, h, w, p], bindings: [src.binding, dst.binding], workgroups: Math.ceil(n / WG), label: `${entry}[p=${p}]` },
   );
 }
 

@@ -4,8 +4,10 @@ import { patchUnfold, patchUnfoldBackward } from '../../src/nn/unfold.js';
 import { patchUnfoldBackwardRef, patchUnfoldRef } from '../ref/unfold.js';
 import { expectClose, finiteDiff, randomArray, randomTensor, runtime } from '../helpers.js';
 
+// p = 4 and 8 take the vec4 path, 3 and 1 the scalar one.
 const cases: [[number, number, number, number], number][] = [
   [[2, 3, 8, 12], 4],
+  [[1, 2, 16, 8], 8],
   [[1, 5, 6, 9], 3],
   [[2, 2, 5, 7], 1],
   [[1, 240, 16, 16], 4], // the grounding decoder's layout (F is 240 x 64 x 64 at full size)
