@@ -44,7 +44,9 @@ export class SafetensorsFile {
       throw new WeightError(`cannot open safetensors file ${path}: ${(err as Error).message}`);
     }
     try {
-      const { size } = await fh.stat();
+      const st = await fh.stat();
+      if (!st.isFile()) throw new WeightError(`${path} is not a regular file; expected a .safetensors file`);
+      const size = st.size;
       if (size < 8) throw new WeightError(`${path}: ${size} bytes is too short for a safetensors file (needs an 8-byte header length)`);
       const lenBuf = Buffer.alloc(8);
       await readExactly(fh, lenBuf, 0, path);

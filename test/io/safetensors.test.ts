@@ -153,6 +153,7 @@ describe('safetensors corruption gives WeightErrors', () => {
     ['bad metadata', () => rawFile('meta', { __metadata__: { n: 3 }, ...ok }, eight), /__metadata__\.n must be a string/],
     ['truncated file', () => { const p = rawFile('trunc', ok, eight); truncateSync(p, readFileSync(p).length - 3); return p; }, /'x' ends at data byte 8 but the data section has 5 bytes; the file is truncated/],
     ['missing file', () => join(dir, 'does-not-exist.safetensors'), /cannot open safetensors file/],
+    ['a folder', () => dir, /is not a regular file/],
   ];
   for (const [what, make, pattern] of cases) {
     it(what, async () => {

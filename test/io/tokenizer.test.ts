@@ -64,6 +64,12 @@ describe.runIf(tokDir)('CLIPTokenizer on the golden cases', () => {
     expect(plain.encode('<|startoftext|>a')).toEqual([49406, 320]);
   });
 
+  it('normalises to NFC and drops format characters before BPE (BasicTokenizer)', () => {
+    expect(plain.encode('Cafe\u0301')).toEqual(plain.encode('café'));
+    expect(plain.encode('zero\u200bwidth')).toEqual(plain.encode('zerowidth'));
+    expect(plain.encode('日本')).toEqual(plain.encode(' 日 本 '));
+  });
+
   it('truncates to 75 content tokens and pads with EOS', () => {
     const long = Array.from({ length: 100 }, (_, i) => `w${i}`).join(' ');
     const ids = plain.encodePadded(long);
