@@ -12,6 +12,7 @@ export interface Command {
 const commands: Record<string, () => Promise<Command>> = {
   info: async () => infoCommand,
   parity: async () => (await import('./parity.js')).parityCommand,
+  bench: async () => (await import('./bench.js')).benchCommand,
 
 };
 

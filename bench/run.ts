@@ -1,0 +1,201 @@
+// Kernel benchmark runner. Discovers every bench/kernels/<family>.ts (except types.ts) at
+// run time, so families that land later need no edit here. Per case:
+//   setup -> validate() against the float64 reference (a failure marks the row)
+//   -> warm up -> time: wall (reps runs, then wait for the queue) and, where the adapter
+//   has timestamp-query, GPU time summed over every dispatch of a run
+//   -> the tfjs peer, timed the same way -> one row (bench/report.ts).
+// `ms` is GPU time when both sides have timestamps, else wall on both sides, so the
+// speedup always compares like with like. Median and min are over `trials` trials.
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Runtime } from '../src/gpu/runtime.js';
+import type { Tensor } from '../src/tensor/tensor.js';
+import type { BenchCase, BenchInstance } from './kernels/types.js';
+import { openPeer, timePeer, warmPeer, type Peer } from './peer.js';
+import { probeDevice, timeRuns, type ProbeOptions } from './probe.js';
+import { makeRow, type BenchRow, type ProbeResult, type RowInput, type TimingMode } from './report.js';
+
+export const KERNELS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'kernels');
+
+export interface DiscoveredCase {
+  /** File stem under bench/kernels/. */
+  family: string;
+  bench: BenchCase;
+}
+
+export interface BenchOptions {
+  /** Keep cases whose "family op shape" contains this substring (case-insensitive). */
+  filter?: string;
+  /** Runs per trial; default: enough for about `trialMs` per trial (2..200). */
+  reps?: number;
+  /** Timed trials per case (default 5). */
+  trials?: number;
+  trialMs?: number;
+  /** Time the tfjs peer (default true). */
+  peer?: boolean;
+  /** rel L2 above this fails a row (default 1e-4, the matmul/reduction tolerance). */
+  tolerance?: number;
+  kernelsDir?: string;
+  probe?: ProbeOptions;
+  /** Progress lines (the CLI sends them to stderr). */
+  progress?: (line: string) => void;
+}
+
+export interface BenchResult {
+  adapter: string;
+  probe: ProbeResult;
+  timing: TimingMode;
+  rows: BenchRow[];
+  peer: { adapter: string; timestamps: boolean } | null;
+  /** Case files that failed to load, with the reason. */
+  skipped: { file: string; error: string }[];
+}
+
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0];
+
+export async function discoverCases(dir = KERNELS_DIR): Promise<{ cases: DiscoveredCase[]; skipped: BenchResult['skipped'] }> {
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts') && f !== 'types.ts')
+    .sort();
+  const cases: DiscoveredCase[] = [];
+  const skipped: BenchResult['skipped'] = [];
+  for (const f of files) {
+    try {
+      const mod = (await import(pathToFileURL(join(dir, f)).href)) as { cases?: BenchCase[] };
+      if (!Array.isArray(mod.cases)) throw new Error('exports no `cases` array');
+      for (const bench of mod.cases) cases.push({ family: f.slice(0, -3), bench });
+    } catch (e) {
+      skipped.push({ file: f, error: message(e) });
+    }
+  }
+  return { cases, skipped };
+}
+
+export function matchesFilter(c: DiscoveredCase, filter?: string): boolean {
+  if (!filter) return true;
+  return `${c.family} ${c.bench.op} ${c.bench.shape}`.toLowerCase().includes(filter.toLowerCase());
+}
+
+function disposeAll(out: Tensor | Tensor[]): void {
+  for (const t of Array.isArray(out) ? out : [out]) t.dispose();
+}
+
+const clampReps = (trialMs: number, runMs: number) => Math.min(200, Math.max(2, Math.ceil(trialMs / Math.max(runMs, 1e-3))));
+
+interface Context {
+  rt: Runtime;
+  mode: TimingMode;
+  peer: Peer | null;
+  trials: number;
+  trialMs: number;
+  reps?: number;
+  tolerance: number;
+}
+
+async function timeOurs(ctx: Context, inst: BenchInstance) {
+  const { rt } = ctx;
+  const record = () => disposeAll(inst.run());
+  let once = 0;
+  for (let i = 0; i < 2; i++) {
+    const t0 = performance.now();
+    record();
+    await rt.sync();
+    once = performance.now() - t0;
+  }
+  const reps = ctx.reps ?? clampReps(ctx.trialMs, once);
+  const wall = await timeRuns(rt, record, reps, ctx.trials, 'wall');
+  const samples = ctx.mode === 'timestamp' ? await timeRuns(rt, record, reps, ctx.trials, 'timestamp') : wall;
+  return { reps, wall, samples };
+}
+
+async function timeTheirs(ctx: Context, c: BenchCase) {
+  if (!ctx.peer || !c.peer) return { samples: null, wall: null };
+  const inst = c.peer(ctx.peer.tf);
+  try {
+    const once = await warmPeer(ctx.peer, inst);
+    const reps = ctx.reps ?? clampReps(ctx.trialMs, once);
+    const wall = await timePeer(ctx.peer, inst, reps, ctx.trials, 'wall');
+    const samples = ctx.mode === 'timestamp' ? await timePeer(ctx.peer, inst, reps, ctx.trials, 'timestamp') : wall;
+    return { samples, wall };
+  } finally {
+    inst.dispose();
+  }
+}
+
+async function benchOne(ctx: Context, dc: DiscoveredCase): Promise<RowInput> {
+  const c = dc.bench;
+  const row: RowInput = {
+    family: dc.family, op: c.op, shape: c.shape, flops: c.flops, bytes: c.bytes, reps: 0, timing: ctx.mode,
+    samples: null, wallSamples: null, peerSamples: null, peerWallSamples: null, relL2: null, valid: true, error: null,
+  };
+  let inst: BenchInstance | null = null;
+  try {
+    inst = c.setup(ctx.rt);
+    if (inst.validate) {
+      row.relL2 = await inst.validate();
+      if (!(row.relL2 <= ctx.tolerance)) {
+        row.valid = false;
+        row.error = `rel L2 ${row.relL2.toExponential(2)} > ${ctx.tolerance.toExponential(0)}`;
+      }
+    }
+    const ours = await timeOurs(ctx, inst);
+    row.reps = ours.reps;
+    row.samples = ours.samples;
+    row.wallSamples = ours.wall;
+  } catch (e) {
+    row.valid = false;
+    row.error = message(e);
+    return row;
+  } finally {
+    inst?.dispose();
+    await ctx.rt.sync().catch(() => undefined);
+    ctx.rt.pool.trim(); // SD-sized cases hold hundreds of MB; free them before the next
+  }
+  try {
+    const theirs = await timeTheirs(ctx, c);
+    row.peerSamples = theirs.samples;
+    row.peerWallSamples = theirs.wall;
+  } catch (e) {
+    row.error = `peer: ${message(e)}`;
+  }
+  return row;
+}
+
+/** Probes the adapter, then validates and times every (matching) case. */
+export async function runBench(rt: Runtime, opts: BenchOptions = {}): Promise<BenchResult> {
+  const progress = opts.progress ?? (() => undefined);
+  const found = await discoverCases(opts.kernelsDir);
+  for (const s of found.skipped) progress(`skipping bench/kernels/${s.file}: ${s.error}`);
+  const selected = found.cases.filter((c) => matchesFilter(c, opts.filter));
+
+  let peer: Peer | null = null;
+  if (opts.peer !== false && selected.some((c) => c.bench.peer)) {
+    progress('starting the tfjs-backend-webgpu peer');
+    peer = await openPeer(rt);
+  }
+  try {
+    const mode: TimingMode = rt.profiler && (!peer || peer.timestamps) ? 'timestamp' : 'wall';
+    progress(`probing ${rt.adapterName} (${mode} timing)`);
+    const probe = await probeDevice(rt, mode, opts.probe);
+    progress(`probe: ${probe.fmaGflops.toFixed(2)} GFLOP/s FMA, ${probe.copyGbps.toFixed(2)} GB/s copy`);
+    const ctx: Context = {
+      rt, mode, peer, trials: opts.trials ?? 5, trialMs: opts.trialMs ?? 250, reps: opts.reps,
+      tolerance: opts.tolerance ?? 1e-4,
+    };
+    const rows: BenchRow[] = [];
+    for (const [i, dc] of selected.entries()) {
+      progress(`[${i + 1}/${selected.length}] ${dc.family}: ${dc.bench.op} ${dc.bench.shape}`);
+      const row = makeRow(await benchOne(ctx, dc), probe);
+      if (row.error) progress(`  ${row.valid ? 'note' : 'FAILED'}: ${row.error}`);
+      rows.push(row);
+    }
+    return {
+      adapter: rt.adapterName, probe, timing: mode, rows,
+      peer: peer ? { adapter: peer.adapter, timestamps: peer.timestamps } : null,
+      skipped: found.skipped,
+    };
+  } finally {
+    peer?.close();
+  }
+}

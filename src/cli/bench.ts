@@ -1,0 +1,106 @@
+// `grounded-sd bench kernels`: every kernel benchmark case (bench/kernels/*.ts) against
+// the adapter's roofline (probed in the same run) and tfjs-backend-webgpu on the same
+// adapter. Progress goes to stderr, the table and the target summary to stdout.
+import { parseArgs } from 'node:util';
+import { Runtime } from '../gpu/runtime.js';
+import { runBench } from '../../bench/run.js';
+import {
+  evaluateTargets, formatTable, formatTargets, metaPath, writeJsonAtomic, writePngAtomic,
+} from '../../bench/report.js';
+import type { Command } from './main.js';
+
+const USAGE = 'grounded-sd bench kernels [--json FILE] [--filter SUBSTR] [--reps N] [--trials N] [--no-peer] [--png FILE]';
+
+function positiveInt(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`--${name} needs a positive integer, got '${v}'`);
+  return n;
+}
+
+export const benchCommand: Command = {
+  summary: 'benchmark the WGSL kernels against the adapter roofline and tfjs-backend-webgpu',
+  usage: `${USAGE}\n\n` + [
+    '  --json FILE      rows as a JSON array; adapter and probe in FILE.meta.json',
+    '  --filter SUBSTR  only cases whose "family op shape" contains SUBSTR',
+    '  --reps N         runs per timed trial (default: about 250 ms per trial)',
+    '  --trials N       timed trials per case; median and min are over these (default 5)',
+    '  --no-peer        skip tfjs-backend-webgpu',
+    '  --png FILE       bar chart of the speedup over tfjs per row',
+  ].join('\n'),
+  async run(argv) {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: argv,
+        allowPositionals: true,
+        options: {
+          json: { type: 'string' },
+          filter: { type: 'string' },
+          reps: { type: 'string' },
+          trials: { type: 'string' },
+          'no-peer': { type: 'boolean' },
+          png: { type: 'string' },
+        },
+      });
+    } catch (e) {
+      console.error(`grounded-sd bench: ${(e as Error).message}\nusage: ${USAGE}`);
+      return 2;
+    }
+    const { values, positionals } = parsed;
+    if (positionals.length !== 1 || positionals[0] !== 'kernels') {
+      console.error(`grounded-sd bench: expected the subcommand 'kernels'\nusage: ${USAGE}`);
+      return 2;
+    }
+    let reps: number | undefined;
+    let trials: number | undefined;
+    try {
+      reps = positiveInt('reps', values.reps);
+      trials = positiveInt('trials', values.trials);
+    } catch (e) {
+      console.error(`grounded-sd bench: ${(e as Error).message}`);
+      return 2;
+    }
+
+    const rt = await Runtime.create();
+    try {
+      const result = await runBench(rt, {
+        filter: values.filter,
+        reps,
+        trials,
+        peer: !values['no-peer'],
+        progress: (line) => process.stderr.write(`${line}\n`),
+      });
+      const { probe, rows } = result;
+      const targets = evaluateTargets(rows, probe);
+      console.log(`adapter: ${result.adapter}`);
+      if (result.peer) console.log(`peer:    tfjs-backend-webgpu on ${result.peer.adapter}`);
+      console.log(`probe:   ${probe.fmaGflops.toFixed(2)} GFLOP/s (vec4 FMA), ${probe.copyGbps.toFixed(2)} GB/s (copy, read+write); timing: ${result.timing}`);
+      console.log('');
+      console.log(rows.length ? formatTable(rows) : `no cases matched${values.filter ? ` '${values.filter}'` : ''}`);
+      console.log('');
+      console.log(formatTargets(targets));
+      if (values.json) {
+        writeJsonAtomic(values.json, rows);
+        writeJsonAtomic(metaPath(values.json), {
+          adapter: rt.gpu.report,
+          probe,
+          timing: result.timing,
+          peer: result.peer,
+          targets,
+          skipped: result.skipped,
+          options: { filter: values.filter ?? null, reps: reps ?? null, trials: trials ?? 5 },
+          date: new Date().toISOString(),
+        });
+        process.stderr.write(`wrote ${values.json} and ${metaPath(values.json)}\n`);
+      }
+      if (values.png) {
+        writePngAtomic(values.png, rows);
+        process.stderr.write(`wrote ${values.png}\n`);
+      }
+      return rows.every((r) => r.valid) ? 0 : 1;
+    } finally {
+      rt.destroy();
+    }
+  },
+};
