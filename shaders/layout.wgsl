@@ -9,9 +9,10 @@
 // innermost run is a multiple of 4, so every offset is too); the 1-D workgroup index is
 // folded into (x, y) by the host and recovered as wid.x + wid.y * nwg.x.
 // Permutes that swap the two innermost (merged) dims, such as NCHW <-> NHWC, are batched
-// 2-D transposes: a gather would read with a stride on every element, so a 32 x 8
-// workgroup moves a 32 x 32 tile through workgroup memory, reading rows and writing
-// columns contiguously (the tile row is padded to 33 against bank conflicts).
+// 2-D transposes: a gather would read with a stride on every element, so when both
+// sides are multiples of 4 a thread reads a 4 x 4 block as four vec4 rows and writes it
+// as four vec4 columns, in registers. On lavapipe this ran 2-3x faster than a 32 x 32
+// workgroup-memory tile (whose barriers are costly there) and 5x faster than the gather.
 // Precision: loads and stores only. f32, i32 and u32 tensors all run the f32 variant
 // (a plain load/store keeps the bits); f16 runs the f16 variant.
 
@@ -113,39 +114,32 @@ fn layout_permute_forward_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(n
 }
 
 struct TransposeParams {
-  p: u32,        // output [B, P, Q] = input [B, Q, P] transposed per batch
+  p: u32,        // output [B, P, Q] = input [B, Q, P] transposed per batch; P, Q multiples of 4
   q: u32,
-  tiles_p: u32,  // ceil(P / 32)
-  tiles_q: u32,
-  tiles: u32,    // B * tiles_p * tiles_q
+  blocks: u32,   // B * (P / 4) * (Q / 4)
 }
 
 @group(0) @binding(0) var<uniform> tp: TransposeParams;
-@group(0) @binding(1) var<storage, read> tr_src: array<T>;
-@group(0) @binding(2) var<storage, read_write> tr_dst: array<T>;
+@group(0) @binding(1) var<storage, read> tr_src4: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read_write> tr_dst4: array<vec4<T>>;
 
-const TILE: u32 = 32u;
-var<workgroup> tile: array<T, 1056>;   // TILE x (TILE + 1)
-
-@compute @workgroup_size(32, 8)
+@compute @workgroup_size(WG)
 fn layout_transpose_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                            @builtin(local_invocation_id) lid: vec3<u32>) {
-  let w = wid.x + wid.y * nwg.x;
-  if (w >= tp.tiles) { return; }   // uniform across the workgroup
-  let tq = w % tp.tiles_q;
-  let r = w / tp.tiles_q;
-  let p0 = (r % tp.tiles_p) * TILE;
-  let q0 = tq * TILE;
-  let base = (r / tp.tiles_p) * tp.p * tp.q;
-  for (var k = 0u; k < TILE; k += 8u) {
-    let q = q0 + lid.y + k;
-    let p = p0 + lid.x;
-    if (q < tp.q && p < tp.p) { tile[(lid.y + k) * (TILE + 1u) + lid.x] = tr_src[base + q * tp.p + p]; }
-  }
-  workgroupBarrier();
-  for (var k = 0u; k < TILE; k += 8u) {
-    let p = p0 + lid.y + k;
-    let q = q0 + lid.x;
-    if (p < tp.p && q < tp.q) { tr_dst[base + p * tp.q + q] = tile[lid.x * (TILE + 1u) + lid.y + k]; }
-  }
+                                @builtin(local_invocation_index) lid: u32) {
+  let t = thread_index(wid, nwg, lid);
+  if (t >= tp.blocks) { return; }
+  let q4 = tp.q / 4u;
+  let p4 = tp.p / 4u;
+  let bq = t % q4;
+  let r = t / q4;
+  let bp = r % p4;
+  let base = (r / p4) * p4 * tp.q;   // vec4 units: batch * P * Q / 4
+  let a0 = tr_src4[base + (4u * bq) * p4 + bp];
+  let a1 = tr_src4[base + (4u * bq + 1u) * p4 + bp];
+  let a2 = tr_src4[base + (4u * bq + 2u) * p4 + bp];
+  let a3 = tr_src4[base + (4u * bq + 3u) * p4 + bp];
+  tr_dst4[base + (4u * bp) * q4 + bq] = vec4<T>(a0.x, a1.x, a2.x, a3.x);
+  tr_dst4[base + (4u * bp + 1u) * q4 + bq] = vec4<T>(a0.y, a1.y, a2.y, a3.y);
+  tr_dst4[base + (4u * bp + 2u) * q4 + bq] = vec4<T>(a0.z, a1.z, a2.z, a3.z);
+  tr_dst4[base + (4u * bp + 3u) * q4 + bq] = vec4<T>(a0.w, a1.w, a2.w, a3.w);
 }

@@ -10,6 +10,8 @@ import { BYTES, Tensor } from '../tensor/tensor.js';
 
 const WG = 256;
 const MAX_PERMUTE_RANK = 6;
+/** Each transpose thread moves 16 elements. */
+const TRANSPOSE_WG = 64;
 
 /** The variant a load/store kernel runs: f16 moves 2-byte elements; f32, i32 and u32 are
  *  all moved by the f32 variant (a plain load and store keeps the bits). */
@@ -144,18 +146,13 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
   return y;
 }
 
-const TILE = 32;
-
-/** Below this many rows or columns a tile would idle most of its threads, and the
- *  gather reads only a few sequential streams anyway. */
-const MIN_TILED = 16;
-
-/** Merged output dims [B?, P, Q] with input strides [P*Q, 1, P]: out[b] = in[b]^T. */
+/** Merged output dims [B?, P, Q] with input strides [P*Q, 1, P] (out[b] = in[b]^T) and
+ *  P, Q multiples of 4: moved as 4 x 4 register blocks. */
 function isBatchedTranspose(dims: number[], strides: number[]): boolean {
   const r = dims.length;
   if (r < 2 || r > 3) return false;
   const [p, q] = dims.slice(-2);
-  if (Math.min(p, q) < MIN_TILED) return false;
+  if (p % 4 !== 0 || q % 4 !== 0) return false;
   return strides[r - 2] === 1 && strides[r - 1] === p && (r === 2 || strides[0] === p * q);
 }
 
@@ -191,11 +188,10 @@ export function permute(x: Tensor, perm: number[]): Tensor {
   const last = dims.length - 1;
   if (isBatchedTranspose(dims, strides)) {
     const [p, q] = dims.slice(-2);
-    const [tilesP, tilesQ] = [Math.ceil(p / TILE), Math.ceil(q / TILE)];
-    const tiles = (y.size / (p * q)) * tilesP * tilesQ;
+    const blocks = y.size / 16;
     x.rt.dispatch(
-      { family: 'layout', entry: 'layout_transpose_forward', dtype: moveDtype(x) },
-      { params: [p, q, tilesP, tilesQ, tiles], bindings: [x.binding, y.binding], workgroups: tiles, label: `permute[${perm}]` },
+      { family: 'layout', entry: 'layout_transpose_forward', dtype: moveDtype(x), overrides: { WG: TRANSPOSE_WG } },
+      { params: [p, q, blocks], bindings: [x.binding, y.binding], workgroups: Math.ceil(blocks / TRANSPOSE_WG), label: `permute[${perm}]` },
     );
     return y;
   }

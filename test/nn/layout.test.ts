@@ -73,10 +73,11 @@ describe('layout', () => {
     [[2, 3, 5, 8], [0, 2, 1, 3]],
     [[2, 3, 5, 7], [0, 2, 3, 1]],
     [[2, 12, 5, 6], [0, 2, 3, 1]],
-    // Batched transposes through 32 x 32 tiles, ragged against the tile: NCHW -> NHWC
-    // (P = 35, Q = 20), NHWC -> NCHW, 2-D.
-    [[2, 20, 7, 5], [0, 2, 3, 1]],
-    [[1, 6, 7, 40], [0, 3, 1, 2]],
+    // Batched transposes in 4 x 4 register blocks: NCHW -> NHWC (P = 36, Q = 20),
+    // NHWC -> NCHW, 2-D; a ragged 2-D transpose takes the gather.
+    [[2, 20, 4, 9], [0, 2, 3, 1]],
+    [[1, 6, 2, 40], [0, 3, 1, 2]],
+    [[12, 8], [1, 0]],
     [[33, 47], [1, 0]],
     [[3, 4, 5, 2], [3, 1, 0, 2]],
     [[2, 3, 1, 4, 5, 3], [5, 0, 3, 2, 1, 4]],
