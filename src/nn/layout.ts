@@ -1,6 +1,7 @@
 // Data movement: concat, slice, copyInto (concat without allocation, and the backward of
 // slice) and materialised permutes, plus the helper that splits work on tensors past the
-// binding limit into aligned runs. These ops are their own adjoints' building blocks:
+// binding limit into aligned runs (used here by the box copies, which run over the dims
+// before the copy axis, and by resize and embedding). Permutes must fit the limit. These ops are their own adjoints' building blocks:
 // the backward of concat is slice, of slice is copyInto into zeros, of permute is the
 // inverse permute, so none has a separate backward kernel. Kernel: shaders/layout.wgsl.
 import { LimitError, ShapeError } from '../gpu/errors.js';
@@ -66,24 +67,28 @@ export function runBinding(t: Tensor, run: Run, unitElems: number): BufferBindin
 }
 
 /** Records dst[o, dstStart + m, i] = src[o, srcStart + m, i] for m < len over the
- *  [outer, *, inner] views of both tensors. */
+ *  [outer, *, inner] views of both tensors; tensors past the binding limit are copied in
+ *  runs of the outer index. */
 function copyBox(
   src: Tensor, dst: Tensor, outer: number, len: number, inner: number,
   srcMid: number, srcStart: number, dstMid: number, dstStart: number, label: string,
 ): void {
-  const n = outer * len * inner;
-  if (n === 0) return;
+  if (outer * len * inner === 0) return;
   const vec4 = inner % 4 === 0;
   const v = vec4 ? 4 : 1;
-  src.rt.dispatch(
-    { family: 'layout', entry: vec4 ? 'layout_copy_forward_vec4' : 'layout_copy_forward', dtype: moveDtype(src), overrides: { WG } },
-    {
-      params: [n / v, len, inner / v, srcMid, srcStart, dstMid, dstStart],
-      bindings: [src.binding, dst.binding],
-      workgroups: Math.ceil(n / v / WG),
-      label,
-    },
-  );
+  const bytes = BYTES[src.dtype];
+  for (const run of bindingRuns(src.rt, outer, [srcMid * inner * bytes, dstMid * inner * bytes], label)) {
+    const n = (run.count * len * inner) / v;
+    src.rt.dispatch(
+      { family: 'layout', entry: vec4 ? 'layout_copy_forward_vec4' : 'layout_copy_forward', dtype: moveDtype(src), overrides: { WG } },
+      {
+        params: [n, len, inner / v, srcMid, srcStart, dstMid, dstStart],
+        bindings: [runBinding(src, run, srcMid * inner), runBinding(dst, run, dstMid * inner)],
+        workgroups: Math.ceil(n / WG),
+        label,
+      },
+    );
+  }
 }
 
 /** Writes src into dst[..., start:start+src.shape[axis], ...]; every other dim must match.

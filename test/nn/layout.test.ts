@@ -106,6 +106,45 @@ describe('layout', () => {
     x.t.dispose();
   });
 
+  it('slice and copyInto of a tensor past the binding limit run over the outer dims', async () => {
+    const rt = await runtime();
+    // [4, 9, 1024, 1000] f32 = 147 MB > 128 MiB; one outer index (9 x 1024 x 1000) is 36.9 MB.
+    const shape = [4, 9, 1024, 1000];
+    const x = Tensor.empty(rt, shape, 'f32', 'big');
+    expect(x.bytes).toBeGreaterThan(rt.limits.maxStorageBufferBindingSize);
+    const inner = 1024 * 1000;
+    const value = (o: number, m: number, i: number) => ((o * 9 + m) * 7919 + i) % 100003; // exact in f32
+    const row = new Float32Array(inner);
+    for (let o = 0; o < 4; o++) {
+      for (let m = 0; m < 9; m++) {
+        for (let i = 0; i < inner; i++) row[i] = value(o, m, i);
+        x.write(row, (o * 9 + m) * inner);
+      }
+    }
+    const y = slice(x, 1, 2, 5);
+    const got = await y.toArray();
+    let bad = -1;
+    for (let k = 0; k < got.length && bad < 0; k++) {
+      const i = k % inner;
+      const m = Math.floor(k / inner) % 3;
+      const o = Math.floor(k / (3 * inner));
+      if (got[k] !== value(o, m + 2, i)) bad = k;
+    }
+    expect(bad, 'first wrong element of the slice').toBe(-1);
+    // Writing the slice back one channel later touches exactly that window.
+    copyInto(x, y, 1, 6);
+    const back = await slice(x, 1, 5, 9).toArray();
+    bad = -1;
+    for (let k = 0; k < back.length && bad < 0; k++) {
+      const i = k % inner;
+      const m = Math.floor(k / inner) % 4;
+      const o = Math.floor(k / (4 * inner));
+      if (back[k] !== (m === 0 ? value(o, 5, i) : value(o, m + 1, i))) bad = k;
+    }
+    expect(bad, 'first wrong element after copyInto').toBe(-1);
+    x.dispose();
+  });
+
   it('rejects bad shapes with ShapeError', async () => {
     const rt = await runtime();
     const x = randomTensor(rt, [2, 3], 600).t;
