@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InputError, ShapeError } from '../../src/gpu/errors.js';
+import { conv2dBanded } from '../../src/models/vae/banded.js';
 import { SD15_VAE_CONFIG } from '../../src/models/vae/config.js';
 import { AutoencoderKL } from '../../src/models/vae/vae.js';
 import { countParams } from '../../src/nn/module.js';
@@ -13,7 +14,7 @@ import { runParity } from '../../src/pipeline/parity/index.js';
 import { evaluate } from '../../src/pipeline/parity/types.js';
 import { runVaeParity } from '../../src/pipeline/parity/vae.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { goldenDir, runtime } from '../helpers.js';
+import { expectClose, goldenDir, randomTensor, runtime } from '../helpers.js';
 
 async function manifestOf(dir: string): Promise<Record<string, unknown>> {
   return JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Record<string, unknown>;
@@ -44,6 +45,25 @@ describe('AutoencoderKL', () => {
     expect(rows.length).toBeGreaterThanOrEqual(12);
     for (const r of rows) expect(r.pass, `${r.name}: rel ${r.rel} (tol ${r.tol})`).toBe(true);
   }, 120_000);
+
+  it.each<[string, number, [number, number, number, number], number[]]>([
+    ['3x3 stride 1, pads 1 + residual', 1, [1, 1, 1, 1], [2, 5, 13, 11]],
+    ['3x3 stride 2, pads (0,1,0,1)', 2, [0, 1, 0, 1], [2, 5, 13, 11]],
+    ['1x1 + residual', 1, [0, 0, 0, 0], [1, 6, 9, 7]],
+  ])('conv2dBanded in row bands equals the whole convolution: %s', async (_, stride, pads, shape) => {
+    const rt = await runtime();
+    const k = pads[0] + pads[1] === 0 ? 1 : 3;
+    const x = randomTensor(rt, shape, 41).t;
+    const w = randomTensor(rt, [7, shape[1], k, k], 42).t;
+    const b = randomTensor(rt, [7], 43).t;
+    const ho = Math.floor((shape[2] + pads[2] + pads[3] - k) / stride) + 1;
+    const wo = Math.floor((shape[3] + pads[0] + pads[1] - k) / stride) + 1;
+    const residual = stride === 1 ? randomTensor(rt, [shape[0], 7, ho, wo], 44).t : undefined;
+    const whole = await conv2dBanded(x, w, b, { stride, pads, residual }).toArray();
+    // 3 KiB: no sample's padded input fits (>= 4.9 KiB); bands of 1 (stride 2) to 5 rows do.
+    const banded = await conv2dBanded(x, w, b, { stride, pads, residual, maxBindingBytes: 3072 }).toArray();
+    expectClose(banded, whole, { label: 'banded conv', relL2: 1e-7 });
+  });
 
   it('has the parameter counts of the fixtures and of the real SD 1.5 VAE', async () => {
     for (const fixture of ['vae_tiny', 'vae_sd']) {
