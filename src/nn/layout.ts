@@ -190,7 +190,6 @@ export function permute(x: Tensor, perm: number[]): Tensor {
     dims.push(1);
     strides.push(1);
   }
-  const last = dims.length - 1;
   if (isBatchedTranspose(dims, strides)) {
     const [p, q] = dims.slice(-2);
     const blocks = y.size / 16;
@@ -201,6 +200,7 @@ export function permute(x: Tensor, perm: number[]): Tensor {
     return y;
   }
   // vec4 when the innermost output run is contiguous in the input and a multiple of 4.
+  const last = dims.length - 1;
   const vec4 = strides[last] === 1 && dims[last] % 4 === 0;
   if (vec4) {
     dims[last] /= 4;

@@ -91,6 +91,19 @@ describe('layout', () => {
     expectClose(await y.toArray(), permuteRef(x.data, shape, perm), { label: `permute ${shape} ${perm}`, relL2: EXACT });
   });
 
+  it.each([
+    [[2, 8, 3, 4], [0, 2, 3, 1]],
+    [[2, 3, 5, 8], [0, 2, 1, 3]],
+    [[3, 5, 7], [2, 0, 1]],
+  ])('f16 permute %j by %j', async (shape, perm) => {
+    const rt = await runtime();
+    if (!rt.gpu.hasF16) return expect(rt.gpu.hasF16).toBe(false);
+    const x = Tensor.from(rt, randomArray(shape.reduce((a, b) => a * b, 1), 410), shape, 'f16');
+    const y = permute(x, perm);
+    expect(y.dtype).toBe('f16');
+    expectClose(await y.toArray(), permuteRef(await x.toArray(), shape, perm), { label: `f16 permute ${shape}`, relL2: EXACT });
+  });
+
   it('permute crosses the 65535-workgroup limit along one axis', async () => {
     const rt = await runtime();
     // 2 x 8,389,121 transposed: 16,778,242 threads = 65,541 workgroups of 256 (scalar path).
@@ -108,40 +121,34 @@ describe('layout', () => {
 
   it('slice and copyInto of a tensor past the binding limit run over the outer dims', async () => {
     const rt = await runtime();
-    // [4, 9, 1024, 1000] f32 = 147 MB > 128 MiB; one outer index (9 x 1024 x 1000) is 36.9 MB.
-    const shape = [4, 9, 1024, 1000];
-    const x = Tensor.empty(rt, shape, 'f32', 'big');
+    // [3, 11, 1024, 1000] f32 = 135 MB > 128 MiB; one outer index (11 x 1024 x 1000) is
+    // 45 MB, so the copies run over outer indices [0, 2) and [2, 3).
+    const [outer, mid, inner] = [3, 11, 1024 * 1000];
+    const x = Tensor.empty(rt, [outer, mid, 1024, 1000], 'f32', 'big');
     expect(x.bytes).toBeGreaterThan(rt.limits.maxStorageBufferBindingSize);
-    const inner = 1024 * 1000;
-    const value = (o: number, m: number, i: number) => ((o * 9 + m) * 7919 + i) % 100003; // exact in f32
+    // value = (i mod 4093) + 4096 * channel: distinct per channel, exact in f32.
+    const value = (o: number, m: number, i: number) => (i % 4093) + 4096 * (o * mid + m);
+    const base = Float32Array.from({ length: inner }, (_, i) => i % 4093);
     const row = new Float32Array(inner);
-    for (let o = 0; o < 4; o++) {
-      for (let m = 0; m < 9; m++) {
-        for (let i = 0; i < inner; i++) row[i] = value(o, m, i);
-        x.write(row, (o * 9 + m) * inner);
+    for (let c = 0; c < outer * mid; c++) {
+      for (let i = 0; i < inner; i++) row[i] = base[i] + 4096 * c;
+      x.write(row, c * inner);
+    }
+    const firstBad = (got: Float32Array, channels: number, expected: (o: number, m: number, i: number) => number) => {
+      for (let k = 0; k < got.length; k++) {
+        const i = k % inner;
+        const m = Math.floor(k / inner) % channels;
+        if (got[k] !== expected(Math.floor(k / (channels * inner)), m, i)) return k;
       }
-    }
-    const y = slice(x, 1, 2, 5);
-    const got = await y.toArray();
-    let bad = -1;
-    for (let k = 0; k < got.length && bad < 0; k++) {
-      const i = k % inner;
-      const m = Math.floor(k / inner) % 3;
-      const o = Math.floor(k / (3 * inner));
-      if (got[k] !== value(o, m + 2, i)) bad = k;
-    }
-    expect(bad, 'first wrong element of the slice').toBe(-1);
-    // Writing the slice back one channel later touches exactly that window.
-    copyInto(x, y, 1, 6);
-    const back = await slice(x, 1, 5, 9).toArray();
-    bad = -1;
-    for (let k = 0; k < back.length && bad < 0; k++) {
-      const i = k % inner;
-      const m = Math.floor(k / inner) % 4;
-      const o = Math.floor(k / (4 * inner));
-      if (back[k] !== (m === 0 ? value(o, 5, i) : value(o, m + 1, i))) bad = k;
-    }
-    expect(bad, 'first wrong element after copyInto').toBe(-1);
+      return -1;
+    };
+    const y = slice(x, 1, 2, 4);
+    expect(firstBad(await y.toArray(), 2, (o, m, i) => value(o, m + 2, i)), 'first wrong element of the slice').toBe(-1);
+    // Writing channels 2..3 back at 7..8 touches exactly that window (6 and 9 unchanged).
+    copyInto(x, y, 1, 7);
+    const back = await slice(x, 1, 6, 10).toArray();
+    const expected = (o: number, m: number, i: number) => value(o, m === 1 || m === 2 ? m + 1 : m + 6, i);
+    expect(firstBad(back, 4, expected), 'first wrong element after copyInto').toBe(-1);
     x.dispose();
   });
 

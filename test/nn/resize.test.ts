@@ -81,12 +81,15 @@ describe('resize', () => {
     idx.forEach((i, k) => expect(Math.abs(fd[k] - grad[i]), `index ${i}`).toBeLessThan(1e-7 * Math.max(1, Math.abs(grad[i]))));
   });
 
-  it('f16 bilinear forward and backward stay within the f16 tolerance', async () => {
+  it('f16: nearest is exact, bilinear forward and backward stay within the f16 tolerance', async () => {
     const rt = await runtime();
     if (!rt.gpu.hasF16) return expect(rt.gpu.hasF16).toBe(false);
     const shape = [1, 3, 6, 10];
     const data = randomArray(180, 7);
     const x = Tensor.from(rt, data, shape, 'f16');
+    const up = upsampleNearest2x(x);
+    expect(up.dtype).toBe('f16');
+    expectClose(await up.toArray(), nearest2xRef(await x.toArray(), shape), { label: 'nearest f16', relL2: 0 });
     const y = resizeBilinear(x, 9, 4);
     expect(y.dtype).toBe('f16');
     expectClose(await y.toArray(), bilinearRef(data, shape, 9, 4), { label: 'bilinear f16', relL2: TOL.f16 });
