@@ -1,0 +1,164 @@
+// Fused multi-head attention: softmax(scale * q k^T) v per head, its probabilities
+// averaged over heads (the DAAM baseline), and its backward.
+// Kernels: shaders/attention.wgsl (forward, online softmax), attention_probs.wgsl,
+// attention_backward.wgsl. None of them stores the [B, H, Lq, Lk] score matrix.
+//
+// Shapes (diffusers' to_q/to_k/to_v outputs, no permute): q [B, Lq, H*D],
+// k and v [B, Lk, H*D], head h in columns h*D .. h*D + D - 1; out [B, Lq, H*D];
+// lse [B, H, Lq] (f32 whatever the input dtype); probsMean [B, Lq, Lk].
+import { LimitError, ShapeError } from '../gpu/errors.js';
+import { f32 } from '../gpu/params.js';
+import { Tensor } from '../tensor/tensor.js';
+
+export interface AttentionOptions {
+  heads: number;
+  /** Default 1/sqrt(D). */
+  scale?: number;
+  /** Key j > query i masked (CLIP text encoder). */
+  causal?: boolean;
+}
+
+/** The kernels keep a query (or key) row in registers of fixed size (DMAX4 in WGSL). */
+const MAX_HEAD_DIM = 160;
+/** Rows per workgroup: multiples of 8 (a SIMD width on CPU drivers) up to 64, so short
+ *  sequences (grounding queries, 1..20) do not leave most lanes idle. */
+const MAX_WG = 64;
+
+function rowsPerWorkgroup(n: number): number {
+  return Math.min(MAX_WG, Math.ceil(n / 8) * 8);
+}
+
+const fmt = (t: Tensor) => `[${t.shape.join(',')}]`;
+
+interface Dims {
+  B: number;
+  Lq: number;
+  Lk: number;
+  H: number;
+  D: number;
+  scale: number;
+  dtype: 'f32' | 'f16';
+  causal: boolean;
+}
+
+function dims(what: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Dims {
+  if (q.dtype !== 'f32' && q.dtype !== 'f16') throw new ShapeError(`${what}: q must be a float tensor, got ${q.toString()}`);
+  for (const [name, t] of [['k', k], ['v', v]] as const) {
+    if (t.dtype !== q.dtype) throw new ShapeError(`${what}: ${name} is ${t.toString()} but q is ${q.toString()}; cast so the dtypes match`);
+  }
+  if (q.shape.length !== 3 || k.shape.length !== 3 || v.shape.length !== 3) {
+    throw new ShapeError(`${what}: expected q [B, Lq, H*D], k and v [B, Lk, H*D]; got q ${fmt(q)}, k ${fmt(k)}, v ${fmt(v)}`);
+  }
+  const [B, Lq, C] = q.shape;
+  const Lk = k.shape[1];
+  if (k.shape[0] !== B || k.shape[2] !== C || v.shape.some((d, i) => d !== k.shape[i])) {
+    throw new ShapeError(`${what}: k ${fmt(k)} and v ${fmt(v)} must both be [${B}, Lk, ${C}] to match q ${fmt(q)}`);
+  }
+  const H = opts.heads;
+  if (!Number.isInteger(H) || H < 1 || C % H !== 0) {
+    throw new ShapeError(`${what}: heads=${H} must be a positive integer dividing the channel count ${C} of q ${fmt(q)}`);
+  }
+  const D = C / H;
+  if (D % 4 !== 0) {
+    throw new ShapeError(`${what}: head dim ${D} (= ${C} / ${H} heads) must be a multiple of 4 (the kernels load vec4); pad the projections`);
+  }
+  if (D > MAX_HEAD_DIM) throw new LimitError(`${what}: head dim ${D} exceeds the kernels' register tile of ${MAX_HEAD_DIM}; use more heads`);
+  if (B === 0 || Lq === 0 || Lk === 0) throw new ShapeError(`${what}: empty batch or sequence: q ${fmt(q)}, k ${fmt(k)}`);
+  return { B, Lq, Lk, H, D, scale: opts.scale ?? 1 / Math.sqrt(D), dtype: q.dtype, causal: opts.causal ?? false };
+}
+
+function sameShape(what: string, name: string, t: Tensor, like: readonly number[], dtype: string): void {
+  if (t.dtype !== dtype || t.shape.length !== like.length || t.shape.some((d, i) => d !== like[i])) {
+    throw new ShapeError(`${what}: ${name} must be ${dtype} [${like.join(',')}], got ${t.toString()}`);
+  }
+}
+
+/** Workgroup memory per kernel for the two staged tiles (K and V, or Q and dout), in f32:
+ *  well inside the 32 KiB that WebGPU guarantees, leaving room for small arrays. */
+const TILE_BYTES = 20 * 1024;
+
+function overrides(d: Dims, wg: number, tiled = true): Record<string, number> {
+  const o: Record<string, number> = { WG: wg, D4: d.D / 4, CAUSAL: d.causal ? 1 : 0 };
+  if (tiled) o.TK = Math.min(64, Math.floor(TILE_BYTES / (2 * 4 * d.D)));
+  return o;
+}
+
+/** Fused: never materialises the [B,H,Lq,Lk] score matrix. lse [B, H, Lq] (log-sum-exp of
+ *  the scaled scores per query row) is what the backward needs. */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): { out: Tensor; lse: Tensor } {
+  const d = dims('attention', q, k, v, opts);
+  const out = Tensor.empty(q.rt, q.shape, d.dtype, 'attention_out');
+  const lse = Tensor.empty(q.rt, [d.B, d.H, d.Lq], 'f32', 'attention_lse');
+  const wg = rowsPerWorkgroup(d.Lq);
+  const blocks = Math.ceil(d.Lq / wg);
+  q.rt.dispatch(
+    { family: 'attention', entry: 'attention_forward', dtype: d.dtype, overrides: overrides(d, wg) },
+    {
+      params: [d.B, d.H, d.Lq, d.Lk, blocks, f32(d.scale)],
+      bindings: [q.binding, k.binding, v.binding, out.binding, lse.binding],
+      workgroups: d.B * d.H * blocks,
+    },
+  );
+  return { out, lse };
+}
+
+/** attention() plus the attention probabilities averaged over heads, [B, Lq, Lk] (DAAM
+ *  baseline), from a second pass over the keys that uses the final lse. Inference only. */
+export function attentionWithProbs(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): { out: Tensor; lse: Tensor; probsMean: Tensor } {
+  const { out, lse } = attention(q, k, v, opts);
+  const d = dims('attentionWithProbs', q, k, v, opts);
+  const probsMean = Tensor.empty(q.rt, [d.B, d.Lq, d.Lk], d.dtype, 'attention_probs_mean');
+  const wg = rowsPerWorkgroup(d.Lk);
+  const blocks = Math.ceil(d.Lk / wg);
+  q.rt.dispatch(
+    { family: 'attention_probs', entry: 'attention_probs_forward', dtype: d.dtype, overrides: overrides(d, wg, false) },
+    {
+      params: [d.B, d.H, d.Lq, d.Lk, blocks, f32(d.scale)],
+      bindings: [q.binding, k.binding, lse.binding, probsMean.binding],
+      workgroups: d.B * d.Lq * blocks,
+    },
+  );
+  return { out, lse, probsMean };
+}
+
+/** Gradients of sum(dout * out) with out, lse from attention(q, k, v, opts):
+ *  dq [B, Lq, H*D], dk and dv [B, Lk, H*D]. */
+export function attentionBackward(
+  q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, dout: Tensor, opts: AttentionOptions,
+): { dq: Tensor; dk: Tensor; dv: Tensor } {
+  const what = 'attentionBackward';
+  const d = dims(what, q, k, v, opts);
+  sameShape(what, 'out', out, q.shape, d.dtype);
+  sameShape(what, 'dout', dout, q.shape, d.dtype);
+  sameShape(what, 'lse', lse, [d.B, d.H, d.Lq], 'f32');
+  const rt = q.rt;
+  const dq = Tensor.empty(rt, q.shape, d.dtype, 'attention_dq');
+  const dk = Tensor.empty(rt, k.shape, d.dtype, 'attention_dk');
+  const dv = Tensor.empty(rt, v.shape, d.dtype, 'attention_dv');
+  // delta_i = dout_i . out_i, written by the query kernel and read by the key kernel.
+  const delta = Tensor.empty(rt, [d.B, d.H, d.Lq], 'f32', 'attention_delta');
+  const params = (blocks: number) => [d.B, d.H, d.Lq, d.Lk, blocks, f32(d.scale)];
+
+  const wgQ = rowsPerWorkgroup(d.Lq);
+  const qBlocks = Math.ceil(d.Lq / wgQ);
+  rt.dispatch(
+    { family: 'attention_backward', entry: 'attention_backward_query', dtype: d.dtype, overrides: overrides(d, wgQ) },
+    {
+      params: params(qBlocks),
+      bindings: [q.binding, k.binding, v.binding, out.binding, dout.binding, lse.binding, dq.binding, delta.binding],
+      workgroups: d.B * d.H * qBlocks,
+    },
+  );
+  const wgK = rowsPerWorkgroup(d.Lk);
+  const kBlocks = Math.ceil(d.Lk / wgK);
+  rt.dispatch(
+    { family: 'attention_backward', entry: 'attention_backward_key', dtype: d.dtype, overrides: overrides(d, wgK) },
+    {
+      params: params(kBlocks),
+      bindings: [q.binding, k.binding, v.binding, dout.binding, lse.binding, delta.binding, dk.binding, dv.binding],
+      workgroups: d.B * d.H * kBlocks,
+    },
+  );
+  delta.dispose();
+  return { dq, dk, dv };
+}
