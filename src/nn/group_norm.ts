@@ -1,21 +1,31 @@
 // Group normalisation, inference only (SD's UNet and VAE never train it here). Two
-// passes: per-(n, group) statistics from chunked Welford partials merged in a workgroup
-// tree, then the apply pass with the optional SiLU fused. Kernels: shaders/group_norm.wgsl.
+// passes over x: per-(n, group) statistics (chunked Welford partials from a workgroup
+// tree, merged per row by a one-thread-per-row finalize), then the apply pass with the
+// optional SiLU fused. Kernels: shaders/group_norm.wgsl.
 import { ShapeError } from '../gpu/errors.js';
 import { f32 } from '../gpu/params.js';
 import { BYTES, Tensor } from '../tensor/tensor.js';
 import { ACT } from './elementwise.js';
 import { bindingRuns, runBinding } from './layout.js';
 
-/** Workgroup size and elements per thread for a run of `len` elements: 4096-element
- *  chunks of 256 threads for long runs, else one chunk of a power-of-two workgroup of
- *  about len / 4 threads (at least 32) so short rows do not idle most threads. */
+/** Workgroup size and elements per thread (scalar kernels) for runs of `len` elements,
+ *  as used by the batch-norm and loss kernels: 4096-element chunks of 256 threads for
+ *  long runs, else one chunk of a power-of-two workgroup of about len / 4 threads (at
+ *  least 32) so short rows do not idle most threads. */
 export function chunking(len: number): { WG: number; ITEMS: number } {
   if (len >= 4096) return { WG: 256, ITEMS: 16 };
   let WG = 32;
   while (WG < 256 && WG * 4 < len) WG *= 2;
   return { WG, ITEMS: 4 };
 }
+
+/** Group-norm geometry. The stats kernels use 64 threads with long strides (256
+ *  elements per thread when vec4, 64 when scalar): each barrier of their tree merge
+ *  costs lavapipe about as much as the loads, so fewer threads per element win. The
+ *  apply kernels have no barrier: 64 threads take 16 loads each (vec4 or scalar). */
+const STATS_WG = 64;
+const APPLY = { WG: 64, ITEMS: 16 };
+const FINALIZE_WG = 64;
 
 function floatDtype(t: Tensor, what: string): 'f32' | 'f16' {
   if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new ShapeError(`${what}: needs float tensors, got ${t.toString()}`);
@@ -49,31 +59,38 @@ export function groupNorm(
   const M = cg * S;
   if (y.size === 0) return y;
 
-  const st = chunking(M);
-  const statChunk = st.WG * st.ITEMS;
+  // vec4 entry points when planes (and so rows) start on vec4 boundaries.
+  const vec4 = S % 4 === 0;
+  const suffix = vec4 ? '_vec4' : '';
+  const statChunk = STATS_WG * (vec4 ? 256 : 64);
   const chunks = Math.ceil(M / statChunk);
-  const ap = chunking(S);
-  const planeChunks = Math.ceil(S / (ap.WG * ap.ITEMS));
+  const planeChunks = Math.ceil(S / (APPLY.WG * APPLY.ITEMS * (vec4 ? 4 : 1)));
   const partials = Tensor.empty(rt, [rows, chunks, 2], 'f32', 'group_norm.partials');
+  const stats = Tensor.empty(rt, [rows, 2], 'f32', 'group_norm.stats');
   const label = `[C=${C},G=${groups}${activation === 'silu' ? ',silu' : ''}]`;
   // Runs of whole rows keep x and y bindings under the binding limit (VAE at 512x512).
   for (const run of bindingRuns(rt, rows, [M * BYTES[dtype]], 'groupNorm')) {
     const params = [run.count, M, chunks, statChunk, S, planeChunks, cg, C, run.start, f32(eps)];
     const xr = runBinding(x, run, M);
     rt.dispatch(
-      { family: 'group_norm', entry: 'group_norm_stats', dtype, overrides: { WG: st.WG } },
-      { params, bindings: [xr, partials.binding], workgroups: run.count * chunks, label: `group_norm_stats${label}` },
+      { family: 'group_norm', entry: `group_norm_stats${suffix}`, dtype, overrides: { WG: STATS_WG } },
+      { params, bindings: [xr, partials.binding], workgroups: run.count * chunks, label: `group_norm_stats${suffix}${label}` },
     );
     rt.dispatch(
-      { family: 'group_norm', entry: 'group_norm_forward', dtype, overrides: { WG: ap.WG, ITEMS: ap.ITEMS, ACT: ACT[activation] } },
+      { family: 'group_norm', entry: 'group_norm_finalize', overrides: { WG: FINALIZE_WG } },
+      { params, bindings: [partials.binding, stats.binding], workgroups: Math.ceil(run.count / FINALIZE_WG), label: `group_norm_finalize${label}` },
+    );
+    rt.dispatch(
+      { family: 'group_norm', entry: `group_norm_forward${suffix}`, dtype, overrides: { ...APPLY, ACT: ACT[activation] } },
       {
         params,
-        bindings: [xr, weight.binding, bias.binding, partials.binding, runBinding(y, run, M)],
+        bindings: [xr, weight.binding, bias.binding, stats.binding, runBinding(y, run, M)],
         workgroups: run.count * cg * planeChunks,
-        label: `group_norm_forward${label}`,
+        label: `group_norm_forward${suffix}${label}`,
       },
     );
   }
+  stats.dispose();
   partials.dispose();
   return y;
 }

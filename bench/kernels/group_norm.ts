@@ -1,0 +1,100 @@
+// Group norm benchmark rows (production path: nn/group_norm.ts, shaders/group_norm.wgsl).
+// One variant: `vec4_chunked` (group_norm_stats_vec4: 64-thread Welford/Chan partials per
+//   16384-element chunk of a (n, group) row; group_norm_finalize: one thread per row
+//   merges them; group_norm_forward_vec4: barrier-free apply with SiLU fused). Ragged
+//   spatial sizes take the scalar entry points of the same kernels (tests cover them).
+//   groupnorm 320ch 64x64: SD's first UNet level (N=1, 32 groups, eps 1e-5, SiLU)
+// Run: grounded-sd bench kernels (the runner discovers this file).
+// Peer: tfjs has no group norm, so reshape + tf.moments + arithmetic + x * sigmoid(x).
+// Bytes: the minimum, x read once and y written once (4 + 4 bytes per element), although
+// the algorithm reads x twice (statistics, then apply).
+import type * as tfjs from '@tensorflow/tfjs-core';
+import { groupNorm } from '../../src/nn/group_norm.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+import type { Runtime } from '../../src/gpu/runtime.js';
+import { groupNormRef } from '../../test/ref/group_norm.js';
+import type { BenchCase, BenchInstance, PeerInstance } from './types.js';
+
+const N = 1;
+const C = 320;
+const H = 64;
+const W = 64;
+const G = 32;
+const EPS = 1e-5;
+const S = H * W;
+const SIZE = N * C * S;
+
+/** Seeded uniform values in [lo, hi) (test/helpers.ts imports vitest, so not from there). */
+function randomArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  let x = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return lo + ((hi - lo) * x) / 4294967296;
+  });
+}
+
+function relL2(actual: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    num += (actual[i] - ref[i]) ** 2;
+    den += ref[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+function inputs() {
+  return { x: randomArray(SIZE, 1, -2, 3), weight: randomArray(C, 2, 0.5, 1.5), bias: randomArray(C, 3) };
+}
+
+export const cases: BenchCase[] = [
+  {
+    op: 'groupnorm',
+    shape: `${C}ch ${H}x${W}`,
+    // Welford (sub, div, add, sub, mul) plus apply (sub, fma) and SiLU (exp, add, div, mul).
+    flops: 11 * SIZE,
+    bytes: 8 * SIZE + 8 * C,
+    setup(rt: Runtime): BenchInstance {
+      const data = inputs();
+      const x = Tensor.from(rt, data.x, [N, C, H, W]);
+      const weight = Tensor.from(rt, data.weight, [C]);
+      const bias = Tensor.from(rt, data.bias, [C]);
+      const run = () => groupNorm(x, G, weight, bias, EPS, 'silu');
+      return {
+        run,
+        async validate() {
+          const y = run();
+          const out = await y.toArray();
+          y.dispose();
+          return relL2(out, groupNormRef(data.x, N, C, S, G, data.weight, data.bias, EPS, 'silu'));
+        },
+        dispose() {
+          x.dispose();
+          weight.dispose();
+          bias.dispose();
+        },
+      };
+    },
+    peer(tf: typeof tfjs): PeerInstance {
+      const data = inputs();
+      const x = tf.tensor4d(data.x, [N, C, H, W]);
+      const weight = tf.tensor3d(data.weight, [1, C, 1]);
+      const bias = tf.tensor3d(data.bias, [1, C, 1]);
+      return {
+        run: () =>
+          tf.tidy(() => {
+            const g = tf.reshape(x, [N, G, (C / G) * S]);
+            const { mean, variance } = tf.moments(g, 2, true);
+            const xhat = tf.reshape(tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, EPS))), [N, C, S]);
+            const y = tf.add(tf.mul(xhat, weight), bias);
+            return tf.mul(y, tf.sigmoid(y));
+          }),
+        dispose() {
+          x.dispose();
+          weight.dispose();
+          bias.dispose();
+        },
+      };
+    },
+  },
+];
