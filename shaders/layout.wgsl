@@ -123,9 +123,11 @@ struct TransposeParams {
 @group(0) @binding(1) var<storage, read> tr_src4: array<vec4<T>>;
 @group(0) @binding(2) var<storage, read_write> tr_dst4: array<vec4<T>>;
 
+// One thread per 4 x 4 block; neighbouring threads take neighbouring blocks along q, so
+// each of the four output rows is written contiguously across the workgroup.
 @compute @workgroup_size(WG)
 fn layout_transpose_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                                @builtin(local_invocation_index) lid: u32) {
+                            @builtin(local_invocation_index) lid: u32) {
   let t = thread_index(wid, nwg, lid);
   if (t >= tp.blocks) { return; }
   let q4 = tp.q / 4u;
