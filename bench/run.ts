@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Runtime } from '../src/gpu/runtime.js';
 import type { Tensor } from '../src/tensor/tensor.js';
-import type { BenchCase, BenchInstance } from './kernels/types.js';
+import type { BenchCase, BenchInstance, PeerInstance } from './kernels/types.js';
 import { openPeer, timePeer, warmPeer, type Peer } from './peer.js';
 import { probeDevice, timeRuns, type ProbeOptions } from './probe.js';
 import { makeRow, type BenchRow, type ProbeResult, type RowInput, type TimingMode } from './report.js';
@@ -34,9 +34,12 @@ export interface BenchOptions {
   trialMs?: number;
   /** Time the tfjs peer (default true). */
   peer?: boolean;
-  /** rel L2 above this fails a row (default 1e-4, the matmul/reduction tolerance). */
+  /** rel L2 above this fails a row (default 1e-4, the matmul/reduction tolerance),
+   *  unless the case has its own `tolerance`. */
   tolerance?: number;
   kernelsDir?: string;
+  /** Run these instead of discovering bench/kernels/*.ts. */
+  cases?: DiscoveredCase[];
   probe?: ProbeOptions;
   /** Progress lines (the CLI sends them to stderr). */
   progress?: (line: string) => void;
@@ -93,36 +96,35 @@ interface Context {
   tolerance: number;
 }
 
-async function timeOurs(ctx: Context, inst: BenchInstance) {
-  const { rt } = ctx;
+/** One side of a comparison: warm-up (returns one run's wall ms) and timed trials. */
+interface Side {
+  warm(): Promise<number>;
+  time(reps: number, mode: TimingMode): Promise<number[]>;
+}
+
+function ourSide(rt: Runtime, inst: BenchInstance): Side {
   const record = () => disposeAll(inst.run());
-  let once = 0;
-  for (let i = 0; i < 2; i++) {
-    const t0 = performance.now();
-    record();
-    await rt.sync();
-    once = performance.now() - t0;
-  }
-  const reps = ctx.reps ?? clampReps(ctx.trialMs, once);
-  const wall = await timeRuns(rt, record, reps, ctx.trials, 'wall');
-  const samples = ctx.mode === 'timestamp' ? await timeRuns(rt, record, reps, ctx.trials, 'timestamp') : wall;
-  return { reps, wall, samples };
+  return {
+    async warm() {
+      let once = 0;
+      for (let i = 0; i < 2; i++) {
+        const t0 = performance.now();
+        record();
+        await rt.sync();
+        once = performance.now() - t0;
+      }
+      return once;
+    },
+    time: (reps, mode) => timeRuns(rt, record, reps, 1, mode),
+  };
 }
 
-async function timeTheirs(ctx: Context, c: BenchCase) {
-  if (!ctx.peer || !c.peer) return { samples: null, wall: null };
-  const inst = c.peer(ctx.peer.tf);
-  try {
-    const once = await warmPeer(ctx.peer, inst);
-    const reps = ctx.reps ?? clampReps(ctx.trialMs, once);
-    const wall = await timePeer(ctx.peer, inst, reps, ctx.trials, 'wall');
-    const samples = ctx.mode === 'timestamp' ? await timePeer(ctx.peer, inst, reps, ctx.trials, 'timestamp') : wall;
-    return { samples, wall };
-  } finally {
-    inst.dispose();
-  }
+function peerSide(peer: Peer, inst: PeerInstance): Side {
+  return { warm: () => warmPeer(peer, inst), time: (reps, mode) => timePeer(peer, inst, reps, 1, mode) };
 }
 
+/** Validates, then times both sides with their trials interleaved (ours, theirs, ours,
+ *  ...), so load that drifts during a case (a shared machine) hits both alike. */
 async function benchOne(ctx: Context, dc: DiscoveredCase): Promise<RowInput> {
   const c = dc.bench;
   const row: RowInput = {
@@ -130,34 +132,65 @@ async function benchOne(ctx: Context, dc: DiscoveredCase): Promise<RowInput> {
     samples: null, wallSamples: null, peerSamples: null, peerWallSamples: null, relL2: null, valid: true, error: null,
   };
   let inst: BenchInstance | null = null;
+  let peerInst: PeerInstance | null = null;
   try {
     inst = c.setup(ctx.rt);
     if (inst.validate) {
       row.relL2 = await inst.validate();
-      if (!(row.relL2 <= ctx.tolerance)) {
+      // A case may carry its own bound (an f16 row, say); BenchCase has no field for it yet.
+      const tol = (c as BenchCase & { tolerance?: number }).tolerance ?? ctx.tolerance;
+      if (!(row.relL2 <= tol)) {
         row.valid = false;
-        row.error = `rel L2 ${row.relL2.toExponential(2)} > ${ctx.tolerance.toExponential(0)}`;
+        row.error = `rel L2 ${row.relL2.toExponential(2)} > ${tol.toExponential(0)}`;
       }
     }
-    const ours = await timeOurs(ctx, inst);
-    row.reps = ours.reps;
-    row.samples = ours.samples;
-    row.wallSamples = ours.wall;
+    const ours = ourSide(ctx.rt, inst);
+    const reps = ctx.reps ?? clampReps(ctx.trialMs, await ours.warm());
+    // A failing peer costs the row its comparison, never the row itself.
+    let theirs: Side | null = null;
+    let peerReps = 0;
+    const withPeer = async (step: (side: Side) => Promise<void>) => {
+      if (!theirs) return;
+      try {
+        await step(theirs);
+      } catch (e) {
+        row.error = `peer: ${message(e)}`;
+        theirs = null;
+      }
+    };
+    if (ctx.peer && c.peer) {
+      try {
+        peerInst = c.peer(ctx.peer.tf);
+        theirs = peerSide(ctx.peer, peerInst);
+      } catch (e) {
+        row.error = `peer: ${message(e)}`;
+      }
+      await withPeer(async (side) => {
+        peerReps = ctx.reps ?? clampReps(ctx.trialMs, await side.warm());
+      });
+    }
+    const wall: number[] = [];
+    const gpu: number[] = [];
+    const peerWall: number[] = [];
+    const peerGpu: number[] = [];
+    for (let t = 0; t < ctx.trials; t++) {
+      wall.push(...(await ours.time(reps, 'wall')));
+      await withPeer(async (side) => void peerWall.push(...(await side.time(peerReps, 'wall'))));
+      if (ctx.mode !== 'timestamp') continue;
+      gpu.push(...(await ours.time(reps, 'timestamp')));
+      await withPeer(async (side) => void peerGpu.push(...(await side.time(peerReps, 'timestamp'))));
+    }
+    const timestamps = ctx.mode === 'timestamp';
+    Object.assign(row, { reps, wallSamples: wall, samples: timestamps ? gpu : wall });
+    if (theirs) Object.assign(row, { peerWallSamples: peerWall, peerSamples: timestamps ? peerGpu : peerWall });
   } catch (e) {
     row.valid = false;
     row.error = message(e);
-    return row;
   } finally {
     inst?.dispose();
+    peerInst?.dispose();
     await ctx.rt.sync().catch(() => undefined);
     ctx.rt.pool.trim(); // SD-sized cases hold hundreds of MB; free them before the next
-  }
-  try {
-    const theirs = await timeTheirs(ctx, c);
-    row.peerSamples = theirs.samples;
-    row.peerWallSamples = theirs.wall;
-  } catch (e) {
-    row.error = `peer: ${message(e)}`;
   }
   return row;
 }
@@ -165,7 +198,7 @@ async function benchOne(ctx: Context, dc: DiscoveredCase): Promise<RowInput> {
 /** Probes the adapter, then validates and times every (matching) case. */
 export async function runBench(rt: Runtime, opts: BenchOptions = {}): Promise<BenchResult> {
   const progress = opts.progress ?? (() => undefined);
-  const found = await discoverCases(opts.kernelsDir);
+  const found = opts.cases ? { cases: opts.cases, skipped: [] } : await discoverCases(opts.kernelsDir);
   for (const s of found.skipped) progress(`skipping bench/kernels/${s.file}: ${s.error}`);
   const selected = found.cases.filter((c) => matchesFilter(c, opts.filter));
 

@@ -2,6 +2,7 @@
 // the adapter's roofline (probed in the same run) and tfjs-backend-webgpu on the same
 // adapter. Progress goes to stderr, the table and the target summary to stdout.
 import { parseArgs } from 'node:util';
+import { debugFlags } from '../gpu/debug.js';
 import { Runtime } from '../gpu/runtime.js';
 import { runBench } from '../../bench/run.js';
 import {
@@ -62,6 +63,9 @@ export const benchCommand: Command = {
       return 2;
     }
 
+    if (debugFlags().validate) {
+      process.stderr.write('warning: GROUNDED_SD_VALIDATE=1 puts every dispatch in an error scope; timings will be slow\n');
+    }
     const rt = await Runtime.create();
     try {
       const result = await runBench(rt, {

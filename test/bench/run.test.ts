@@ -8,7 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Runtime } from '../../src/gpu/runtime.js';
-import { discoverCases, matchesFilter, runBench } from '../../bench/run.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+import { unary } from '../../src/nn/elementwise.js';
+import { discoverCases, matchesFilter, runBench, type DiscoveredCase } from '../../bench/run.js';
+import type { BenchCase } from '../../bench/kernels/types.js';
 import { probeDevice } from '../../bench/probe.js';
 
 let rt: Runtime;
@@ -18,6 +21,24 @@ beforeAll(async () => {
 afterAll(() => rt?.destroy());
 
 const smallProbe = { copyBytes: 4 * 2 ** 20, minMs: 2, trials: 1 };
+
+/** Cases that go wrong in each way the runner must survive. */
+function failingCases(): DiscoveredCase[] {
+  const base = { flops: 1024, bytes: 8192 };
+  const relu = (rt: Runtime, relL2: number) => {
+    const x = Tensor.from(rt, new Float32Array(1024).fill(1), [1024]);
+    return { run: () => unary(x, 'relu'), validate: async () => relL2, dispose: () => x.dispose() };
+  };
+  const cases: BenchCase[] = [
+    { op: 'test', shape: 'bad reference', ...base, setup: (rt) => relu(rt, 2e-2) },
+    { op: 'test', shape: 'bad setup', ...base, setup: () => { throw new Error('no such weights'); } },
+    {
+      op: 'test', shape: 'bad peer', ...base, setup: (rt) => relu(rt, 0),
+      peer: () => ({ run: () => { throw new Error('tfjs has no such op'); }, dispose: () => undefined }),
+    },
+  ];
+  return cases.map((bench) => ({ family: 'test', bench }));
+}
 
 describe('bench runner', () => {
   it('discovers every bench/kernels file except types.ts, filters on family, op and shape', async () => {
@@ -43,14 +64,16 @@ describe('bench runner', () => {
     }
   });
 
-  it('validates and times a case against the tfjs peer', async () => {
+  it('validates and times a case against the tfjs peer; failures mark their rows only', async () => {
+    const { cases, skipped } = await discoverCases();
+    expect(skipped.filter((s) => s.file === 'elementwise.ts')).toEqual([]);
+    const real = cases.filter((c) => matchesFilter(c, 'add_silu'));
     const lines: string[] = [];
     const res = await runBench(rt, {
-      filter: 'add_silu', reps: 2, trials: 2, probe: smallProbe, progress: (l) => lines.push(l),
+      cases: [...real, ...failingCases()], reps: 2, trials: 2, probe: smallProbe, progress: (l) => lines.push(l),
     });
-    expect(res.skipped.filter((s) => s.file === 'elementwise.ts')).toEqual([]);
-    expect(res.rows).toHaveLength(1);
-    const [r] = res.rows;
+    expect(res.rows).toHaveLength(4);
+    const [r, badRef, badSetup, badPeer] = res.rows;
     expect(r.error).toBeNull();
     expect(r.valid).toBe(true);
     expect(r.rel_l2).toBeLessThan(1e-6);
@@ -62,7 +85,19 @@ describe('bench runner', () => {
     expect(r.min_ms).toBeLessThanOrEqual(r.ms as number);
     expect(r.speedup).toBeCloseTo((r.peer_ms as number) / (r.ms as number), 9);
     expect(res.peer?.adapter).toBe(rt.adapterName);
-    expect(lines.some((l) => l.includes('[1/1] elementwise: add_silu'))).toBe(true);
+    expect(lines.some((l) => l.includes('[1/4] elementwise: add_silu'))).toBe(true);
+
+    expect(badRef.valid).toBe(false);
+    expect(badRef.error).toMatch(/rel L2 2\.00e-2 > 1e-4/);
+    expect(badRef.ms).toBeGreaterThan(0); // still timed, so the table shows what it costs
+    expect(badSetup.valid).toBe(false);
+    expect(badSetup.error).toBe('no such weights');
+    expect(badSetup.ms).toBeNull();
+    expect(badPeer.valid).toBe(true);
+    expect(badPeer.error).toBe('peer: tfjs has no such op');
+    expect(badPeer.ms).toBeGreaterThan(0);
+    expect(badPeer.peer_ms).toBeNull();
+    expect(badPeer.speedup).toBeNull();
   });
 
   it('`grounded-sd bench kernels --json` writes the row array and a meta sidecar', () => {
