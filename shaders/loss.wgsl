@@ -3,7 +3,8 @@
 //   BCE  (DICE = false): loss = sum_r w_r * mean_p bce, bce = max(x, 0) - x t + log(1 + exp(-|x|))
 //   Dice (DICE = true):  loss = sum_r w_r * (1 - (2 sum(p t) + smooth) / (sum p + sum t + smooth)),
 //                        p = sigmoid(x)
-// loss_partial: one workgroup per (row, chunk of WG * ITEMS pixels); threads sum a strided
+// loss_partial: one workgroup per (row, chunk of WG * ITEMS pixels; the host picks few
+//   threads with long strides, as each tree level costs a barrier); threads sum a strided
 //   share (coalesced), a tree adds the WG partial sums; writes partials [R, chunks] as
 //   vec4 (BCE: sum bce; Dice: sum p t, sum p, sum t).
 // loss_finish: one workgroup; thread r sums row r's partials (rows strided over

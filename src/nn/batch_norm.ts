@@ -22,7 +22,9 @@ export interface BatchNormOptions {
   bias?: Tensor;
 }
 
-const STATS_WG = 256;
+/** Threads of the per-channel reductions: few, with long strides, since each level of
+ *  their tree costs a barrier (about as much as the loads on lavapipe). */
+const STATS_WG = 64;
 
 function dims(x: Tensor, what: string): { N: number; C: number; S: number; dtype: 'f32' | 'f16' } {
   if (x.dtype !== 'f32' && x.dtype !== 'f16') throw new ShapeError(`${what}: needs a float tensor, got ${x.toString()}`);

@@ -8,6 +8,10 @@ import type { BufferBinding } from '../gpu/recorder.js';
 import { Tensor } from '../tensor/tensor.js';
 import { chunking } from './group_norm.js';
 
+/** Partial sums: few threads with long strides (256 elements each), since every tree
+ *  level costs a barrier, which on lavapipe costs about as much as the loads. */
+const REDUCE_ITEMS = 256;
+
 interface Plan {
   R: number;
   P: number;
@@ -15,6 +19,8 @@ interface Plan {
   WG: number;
   ITEMS: number;
   chunks: number;
+  /** Geometry of loss_partial / loss_finish (the backward kernels use WG, ITEMS, chunks). */
+  reduce: { WG: number; ITEMS: number; chunks: number };
   /** The weights binding: rowWeights, or logits as a never-read stand-in. */
   weights: BufferBinding;
   weighted: boolean;
@@ -36,6 +42,7 @@ function plan(logits: Tensor, target: Tensor, rowWeights: Tensor | undefined, wh
   return {
     R, P, dtype, WG, ITEMS,
     chunks: Math.ceil(P / (WG * ITEMS)),
+    reduce: { WG: P >= 2048 ? 64 : 32, ITEMS: REDUCE_ITEMS, chunks: Math.ceil(P / ((P >= 2048 ? 64 : 32) * REDUCE_ITEMS)) },
     weights: (rowWeights ?? logits).binding,
     weighted: rowWeights !== undefined,
   };
@@ -44,12 +51,13 @@ function plan(logits: Tensor, target: Tensor, rowWeights: Tensor | undefined, wh
 /** Per-chunk partial sums, then the per-row sums [R] (vec4) and the weighted loss [1]. */
 function reduceLoss(logits: Tensor, target: Tensor, p: Plan, dice: boolean, smooth: number): { loss: Tensor; rowstats: Tensor } {
   const rt = logits.rt;
-  const params = [p.R, p.P, p.chunks, f32(smooth), f32(0)];
+  const { WG, ITEMS, chunks } = p.reduce;
+  const params = [p.R, p.P, chunks, f32(smooth), f32(0)];
   const kind = dice ? 'dice' : 'bce';
-  const partials = Tensor.empty(rt, [p.R, p.chunks, 4], 'f32', `loss.${kind}.partials`);
+  const partials = Tensor.empty(rt, [p.R, chunks, 4], 'f32', `loss.${kind}.partials`);
   rt.dispatch(
-    { family: 'loss', entry: 'loss_partial', dtype: p.dtype, overrides: { WG: p.WG, ITEMS: p.ITEMS, DICE: dice ? 1 : 0 } },
-    { params, bindings: [logits.binding, target.binding, partials.binding], workgroups: p.R * p.chunks, label: `loss_partial[${kind}]` },
+    { family: 'loss', entry: 'loss_partial', dtype: p.dtype, overrides: { WG, ITEMS, DICE: dice ? 1 : 0 } },
+    { params, bindings: [logits.binding, target.binding, partials.binding], workgroups: p.R * chunks, label: `loss_partial[${kind}]` },
   );
   const rowstats = Tensor.empty(rt, [p.R, 4], 'f32', `loss.${kind}.rows`);
   const loss = Tensor.empty(rt, [1], 'f32', `loss.${kind}`);
