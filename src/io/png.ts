@@ -1,17 +1,11 @@
 // PNG output: images [B, 3, H, W] in [0, 1] and masks [H, W] in {0, 1} or [0, 1], written
 // atomically (temp file in the same folder, then rename) so a crash never leaves a
 // half-written file where a finished one was expected.
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { PNG } from 'pngjs';
 import { InputError } from '../gpu/errors.js';
-
-export function writeFileAtomic(path: string, data: Uint8Array | string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
-}
+import { writeFileAtomic } from './atomic.js';
 
 /** RGBA bytes of one image from CHW float data in [0, 1] (clamped, rounded). */
 export function chwToRgba(data: Float32Array, offset: number, channels: number, height: number, width: number): Uint8Array {
@@ -39,8 +33,9 @@ export function decodePng(buf: Buffer): { width: number; height: number; rgba: U
   return { width: png.width, height: png.height, rgba: new Uint8Array(png.data) };
 }
 
-export function writePng(path: string, rgba: Uint8Array, width: number, height: number): void {
-  writeFileAtomic(path, encodePng(rgba, width, height));
+export async function writePng(path: string, rgba: Uint8Array, width: number, height: number): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFileAtomic(path, encodePng(rgba, width, height));
 }
 
 /** Colour overlay of binary masks on an image (RGBA in, RGBA out), one colour per mask. */
