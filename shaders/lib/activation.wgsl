@@ -26,10 +26,11 @@ fn erf_approx(x: f32) -> f32 {
 }
 
 fn sigmoid(x: f32) -> f32 {
-  // Split by sign so exp never overflows.
-  if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
-  let e = exp(x);
-  return e / (1.0 + e);
+  // exp(-|x|) never overflows; select() instead of a branch, because SIMD-on-CPU drivers
+  // (lavapipe) execute both sides of a divergent if in every lane.
+  let e = exp(-abs(x));
+  let r = 1.0 / (1.0 + e);
+  return select(e * r, r, x >= 0.0);
 }
 
 fn act(x: f32) -> f32 {
