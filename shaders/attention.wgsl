@@ -7,17 +7,18 @@
 // lse [B, H, Lq] in f32.
 // Mapping: one workgroup per (b, h, block of WG query rows), blocks fastest so
 // neighbouring workgroups read the same K/V head; one query row per thread, held in
-// registers (q pre-scaled, and the output accumulator) together with TK scores.
-// Keys are visited in tiles of TK: the thread computes TK scores, rescales its running
-// sum and accumulator once per tile by exp(m_old - m_new), then adds p_t v_t.
-// K/V addresses depend only on the workgroup and the loop counters, so every thread of
-// a workgroup reads the same element: GPUs serve it from cache/broadcast and CPU
-// drivers (lavapipe) emit one scalar load instead of a per-lane gather. That is why
-// K/V are not staged through workgroup memory: no barriers, no 32 KiB storage limit on
-// the tile, and the loop bounds stay uniform (causal masking is per lane).
-// Ragged tiles clamp the key index to Lk - 1 (loads stay in bounds, no branches in the
-// inner loop) and mask those scores; out-of-range query lanes compute on the last row
-// and never store.
+// registers (q pre-scaled, and the output accumulator). Keys go TK at a time through
+// workgroup memory: the workgroup copies a K and a V tile (each element loaded once per
+// workgroup, not once per thread), then every thread walks the tile with an online
+// softmax (running max m and sum l, accumulator rescaled by exp(m_old - m_new)).
+// Why this shape on CPU drivers: lavapipe runs every thread's memory access as a
+// per-lane load, even when all lanes read the same address, so the kernel is bound by
+// loads per FMA; staging cuts the device-memory loads by WG, and unrolled head-dim
+// loops (UNROLL) keep q and the accumulator in registers (measured ~3x over rolled loops
+// at D = 40, but slow to compile for larger D, so the host limits it).
+// Causal: tiles stop at the block's last query (a uniform bound, so barriers stay
+// uniform) and keys j > i are masked per lane. Out-of-range query lanes compute on the
+// last row and never store.
 // Precision: f32 accumulation and softmax for T = f32 and T = f16 (storage only).
 
 alias T = f32;
@@ -28,6 +29,9 @@ override D4: u32 = 10u;
 // Keys per tile staged in workgroup memory (host: about 20 KiB for K and V together).
 override TK: u32 = 64u;
 override CAUSAL: bool = false;
+// Loops over the head dim with the constant D4 (unrolled: registers, fast, slow to
+// compile on CPU drivers) or with the run-time p.d4 (rolled; the host decides).
+override UNROLL: bool = true;
 
 // Register arrays need a constant size: head dims up to 4 * DMAX4 = 160 (SD 1.x's
 // largest); the host rejects larger ones.
@@ -42,6 +46,7 @@ struct Params {
   Lk: u32,
   q_blocks: u32,  // ceil(Lq / WG)
   scale: f32,
+  d4: u32,       // D4 again, as a value the compiler cannot unroll by (UNROLL off)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -63,6 +68,7 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
   let b = bh / p.H;
   let h = bh % p.H;
   let C4 = p.H * D4;
+  let nd = select(p.d4, D4, UNROLL);
   let block_start = (g % p.q_blocks) * WG;
   let i = block_start + lid;
   let ic = min(i, p.Lq - 1u);
@@ -74,7 +80,7 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
   let kv_base = b * p.Lk * C4 + h * D4;
   var qr: array<vec4<f32>, DMAX4>;
   var acc: array<vec4<f32>, DMAX4>;
-  for (var d = 0u; d < D4; d++) {
+  for (var d = 0u; d < nd; d++) {
     qr[d] = vec4<f32>(q[q_base + d]) * p.scale;
     acc[d] = vec4<f32>(0.0);
   }
@@ -90,7 +96,7 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     workgroupBarrier();
     for (var t = 0u; t < n; t++) {
       var s = 0.0;
-      for (var d = 0u; d < D4; d++) { s += dot(qr[d], k_tile[t * D4 + d]); }
+      for (var d = 0u; d < nd; d++) { s += dot(qr[d], k_tile[t * D4 + d]); }
       // Key 0 is never masked, so m is finite after it and masked keys add exp(-huge) = 0.
       if (CAUSAL && j0 + t > i) { s = NEG_MAX; }
       let m_new = max(m, s);
@@ -98,13 +104,13 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
       let pt = exp(s - m_new);
       l = l * corr + pt;
       m = m_new;
-      for (var d = 0u; d < D4; d++) { acc[d] = acc[d] * corr + pt * v_tile[t * D4 + d]; }
+      for (var d = 0u; d < nd; d++) { acc[d] = acc[d] * corr + pt * v_tile[t * D4 + d]; }
     }
     workgroupBarrier();
   }
   if (i < p.Lq) {
     let inv = 1.0 / l;
-    for (var d = 0u; d < D4; d++) { out[q_base + d] = vec4<T>(acc[d] * inv); }
+    for (var d = 0u; d < nd; d++) { out[q_base + d] = vec4<T>(acc[d] * inv); }
     lse[bh * p.Lq + i] = m + log(l);
   }
 }

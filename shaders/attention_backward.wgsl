@@ -26,6 +26,9 @@ override D4: u32 = 10u;
 // Rows of the other side staged per tile in workgroup memory.
 override TK: u32 = 64u;
 override CAUSAL: bool = false;
+// Loops over the head dim with the constant D4 (unrolled) or the run-time p.d4 (rolled);
+// see attention.wgsl.
+override UNROLL: bool = true;
 
 // Register arrays need a constant size: head dims up to 4 * DMAX4 = 160.
 const DMAX4: u32 = 40u;
@@ -37,6 +40,7 @@ struct Params {
   Lk: u32,
   blocks: u32,  // ceil(Lq / WG) for the query kernel, ceil(Lk / WG) for the key kernel
   scale: f32,
+  d4: u32,       // D4 again, as a value the compiler cannot unroll by (UNROLL off)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -66,6 +70,7 @@ fn attention_backward_query(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
   let b = bh / p.H;
   let h = bh % p.H;
   let C4 = p.H * D4;
+  let nd = select(p.d4, D4, UNROLL);
   let block_start = (g % p.blocks) * WG;
   let i = block_start + lid;
   let ic = min(i, p.Lq - 1u);
@@ -78,7 +83,7 @@ fn attention_backward_query(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
   var dor: array<vec4<f32>, DMAX4>;
   var acc: array<vec4<f32>, DMAX4>;
   var dlt = 0.0;
-  for (var d = 0u; d < D4; d++) {
+  for (var d = 0u; d < nd; d++) {
     qr[d] = vec4<f32>(q[q_base + d]) * p.scale;
     dor[d] = vec4<f32>(dout[q_base + d]);
     acc[d] = vec4<f32>(0.0);
@@ -96,18 +101,18 @@ fn attention_backward_query(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
     for (var t = 0u; t < n; t++) {
       var s = 0.0;
       var dp = 0.0;
-      for (var d = 0u; d < D4; d++) {
+      for (var d = 0u; d < nd; d++) {
         s += dot(qr[d], tile_a[t * D4 + d]);
         dp += dot(dor[d], tile_b[t * D4 + d]);
       }
       var ds = exp(s - row_lse) * (dp - dlt);
       if (CAUSAL && j0 + t > i) { ds = 0.0; }
-      for (var d = 0u; d < D4; d++) { acc[d] += ds * tile_a[t * D4 + d]; }
+      for (var d = 0u; d < nd; d++) { acc[d] += ds * tile_a[t * D4 + d]; }
     }
     workgroupBarrier();
   }
   if (i < p.Lq) {
-    for (var d = 0u; d < D4; d++) { dq[q_base + d] = vec4<T>(acc[d] * p.scale); }
+    for (var d = 0u; d < nd; d++) { dq[q_base + d] = vec4<T>(acc[d] * p.scale); }
     delta[bh * p.Lq + i] = dlt;
   }
 }
@@ -127,6 +132,7 @@ fn attention_backward_key(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
   let b = bh / p.H;
   let h = bh % p.H;
   let C4 = p.H * D4;
+  let nd = select(p.d4, D4, UNROLL);
   let block_start = (g % p.blocks) * WG;
   let j = block_start + lid;
   let jc = min(j, p.Lk - 1u);
@@ -140,7 +146,7 @@ fn attention_backward_key(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
   var vr: array<vec4<f32>, DMAX4>;
   var dk_acc: array<vec4<f32>, DMAX4>;
   var dv_acc: array<vec4<f32>, DMAX4>;
-  for (var d = 0u; d < D4; d++) {
+  for (var d = 0u; d < nd; d++) {
     kr[d] = vec4<f32>(k[kv_base + d]) * p.scale;
     vr[d] = vec4<f32>(v[kv_base + d]);
     dk_acc[d] = vec4<f32>(0.0);
@@ -161,14 +167,14 @@ fn attention_backward_key(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
     for (var t = 0u; t < n; t++) {
       var s = 0.0;
       var dp = 0.0;
-      for (var d = 0u; d < D4; d++) {
+      for (var d = 0u; d < nd; d++) {
         s += dot(kr[d], tile_a[t * D4 + d]);
         dp += dot(vr[d], tile_b[t * D4 + d]);
       }
       var pt = exp(s - tile_lse[t]);
       if (CAUSAL && j > i0 + t) { pt = 0.0; }
       let ds = pt * (dp - tile_delta[t]);
-      for (var d = 0u; d < D4; d++) {
+      for (var d = 0u; d < nd; d++) {
         dv_acc[d] += pt * tile_b[t * D4 + d];
         dk_acc[d] += ds * tile_a[t * D4 + d];
       }
@@ -176,7 +182,7 @@ fn attention_backward_key(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
     workgroupBarrier();
   }
   if (j < p.Lk) {
-    for (var d = 0u; d < D4; d++) {
+    for (var d = 0u; d < nd; d++) {
       dk[kv_base + d] = vec4<T>(dk_acc[d] * p.scale);
       dv[kv_base + d] = vec4<T>(dv_acc[d]);
     }
