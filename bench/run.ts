@@ -1,9 +1,11 @@
 // Kernel benchmark runner. Discovers every bench/kernels/<family>.ts (except types.ts) at
 // run time, so families that land later need no edit here. Per case:
 //   setup -> validate() against the float64 reference (a failure marks the row)
-//   -> warm up -> time: wall (reps runs, then wait for the queue) and, where the adapter
-//   has timestamp-query, GPU time summed over every dispatch of a run
-//   -> the tfjs peer, timed the same way -> one row (bench/report.ts).
+//   -> warm up ours and the tfjs peer's -> `trials` rounds, each timing ours then the
+//   peer's: wall (reps runs, then wait for the queue) and, where both devices have
+//   timestamp-query, GPU time summed over every dispatch of a run -> one row
+//   (bench/report.ts). Interleaving keeps load that drifts on a shared machine from
+//   favouring whichever side ran in the quieter minute.
 // `ms` is GPU time when both sides have timestamps, else wall on both sides, so the
 // speedup always compares like with like. Median and min are over `trials` trials.
 import { readdirSync } from 'node:fs';
@@ -31,6 +33,7 @@ export interface BenchOptions {
   reps?: number;
   /** Timed trials per case (default 5). */
   trials?: number;
+  /** Wall time one trial aims at when `reps` is not given (default 250 ms). */
   trialMs?: number;
   /** Time the tfjs peer (default true). */
   peer?: boolean;
@@ -205,7 +208,11 @@ export async function runBench(rt: Runtime, opts: BenchOptions = {}): Promise<Be
   let peer: Peer | null = null;
   if (opts.peer !== false && selected.some((c) => c.bench.peer)) {
     progress('starting the tfjs-backend-webgpu peer');
-    peer = await openPeer(rt);
+    try {
+      peer = await openPeer(rt);
+    } catch (e) {
+      progress(`no peer timings: ${message(e)}`);
+    }
   }
   try {
     const mode: TimingMode = rt.profiler && (!peer || peer.timestamps) ? 'timestamp' : 'wall';
