@@ -1,0 +1,120 @@
+// UNet2DConditionModel: the golden diffusers fixtures through the parity handler (every
+// noise_pred and hook row), the 25 grounding taps against the grounding README table on
+// an SD-structured config scaled down 10x in width and 4x in size, cross-attention maps,
+// config validation, and the fused GEGLU kernel against float64.
+import { describe, expect, it } from 'vitest';
+import { ShapeError } from '../../src/gpu/errors.js';
+import type { Runtime } from '../../src/gpu/runtime.js';
+import { GROUNDING_TAPS, SD15_UNET_CONFIG, UNet2DConditionModel, type UNet2DConditionConfig } from '../../src/models/unet/index.js';
+import { geglu } from '../../src/nn/geglu.js';
+import { namedParams } from '../../src/nn/module.js';
+import { runParity } from '../../src/pipeline/parity/index.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+import { ACT_REF } from '../ref/elementwise.js';
+import { expectClose, goldenDir, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
+
+/** SD 1.5's structure at a tenth of the width (320/640/1280 -> 32/64/128). */
+const SCALED_SD: UNet2DConditionConfig = { ...SD15_UNET_CONFIG, block_out_channels: [32, 64, 128, 128], cross_attention_dim: 16 };
+
+function randomWeights(rt: Runtime, model: UNet2DConditionModel, seed: number): void {
+  let s = seed;
+  for (const p of namedParams(model).values()) {
+    const n = p.shape.reduce((a, b) => a * b, 1);
+    p.set(Tensor.from(rt, randomArray(n, s++, -0.2, 0.2), p.shape));
+  }
+}
+
+describe('UNet2DConditionModel', () => {
+  for (const fixture of ['unet_tiny', 'unet_sd']) {
+    it(`matches the ${fixture} golden fixture (noise_pred and every stored hook)`, async () => {
+      const dir = goldenDir(fixture);
+      if (!dir) return;
+      const report = await runParity(dir);
+      const worst = Math.max(...report.rows.map((r) => r.rel));
+      console.log(`${fixture}: ${report.rows.length} rows, worst rel_max ${worst.toExponential(2)}`);
+      for (const r of report.rows) expect(r.pass, `${r.name}: rel ${r.rel} (tol ${r.tol}) ${r.error ?? ''}`).toBe(true);
+      expect(report.rows.some((r) => r.name.endsWith('.hook.mid_block'))).toBe(true);
+    }, 120_000);
+  }
+
+  it('exposes the 25 grounding taps with the README table shapes (scaled) and cross-attention maps', async () => {
+    const rt = await runtime();
+    const model = new UNet2DConditionModel(SCALED_SD);
+    randomWeights(rt, model, 100);
+    // README section 1 at 512x512 (latent 64): UNet widths before the CFG x2, per group.
+    const table: Record<string, { res: number; channels: number[]; sum: number }> = {
+      low: { res: 8, channels: [1280, 1280, 1280, 1280, 1280, 1280], sum: 15360 },
+      mid: { res: 16, channels: [640, 1280, 1280, 1280, 1280, 1280], sum: 14080 },
+      high: { res: 32, channels: [320, 640, 640, 1280, 640, 640], sum: 8320 },
+      highest: { res: 64, channels: [320, 320, 320, 640, 320, 320, 320], sum: 5120 },
+    };
+    const all = Object.values(GROUNDING_TAPS).flat();
+    expect(new Set(all).size).toBe(25);
+    const L = 5;
+    const sample = randomTensor(rt, [1, 4, 16, 16], 1).t;
+    const ehs = randomTensor(rt, [1, L, 16], 2).t;
+    const out = model.forward(rt, sample, [500], ehs, { taps: all, crossAttentionProbs: true });
+    for (const [group, names] of Object.entries(GROUNDING_TAPS)) {
+      const want = table[group];
+      expect(names.length).toBe(want.channels.length);
+      names.forEach((name, i) => {
+        const r = want.res / 4;
+        expect(out.taps.get(name)?.shape, `${group} ${name}`).toEqual([1, want.channels[i] / 10, r, r]);
+      });
+      expect(2 * names.reduce((a, n) => a + (out.taps.get(n)?.shape[1] ?? 0), 0) * 10).toBe(want.sum);
+    }
+    // The tapped tensors are the block outputs themselves: down_blocks.i is the last input block of i.
+    const again = model.forward(rt, sample, [500], ehs, { taps: ['down_blocks.1', 'input_blocks.6', 'up_blocks.2', 'output_blocks.8'] });
+    expect(await again.taps.get('down_blocks.1')?.toArray()).toEqual(await again.taps.get('input_blocks.6')?.toArray());
+    expect(await again.taps.get('up_blocks.2')?.toArray()).toEqual(await again.taps.get('output_blocks.8')?.toArray());
+    expect(await again.sample.toArray()).toEqual(await out.sample.toArray());
+    // 16 attn2 modules in SD 1.x (6 down, 1 mid, 9 up); rows are probability distributions.
+    const maps = out.crossAttention ?? new Map<string, Tensor>();
+    expect(maps.size).toBe(16);
+    const probs = maps.get('down_blocks.0.attentions.1.transformer_blocks.0.attn2');
+    expect(probs?.shape).toEqual([1, 256, L]);
+    const p = (await probs?.toArray()) ?? new Float32Array();
+    for (let row = 0; row < 256; row += 37) {
+      const s = p.slice(row * L, row * L + L).reduce((a, b) => a + b, 0);
+      expect(Math.abs(s - 1)).toBeLessThan(1e-5);
+    }
+    expect(maps.get('mid_block.attentions.0.transformer_blocks.0.attn2')?.shape).toEqual([1, 4, L]);
+    expect(() => model.forward(rt, sample, [500], ehs, { taps: ['input_blocks.12'] })).toThrow(/unknown taps input_blocks\.12/);
+    expect(() => model.forward(rt, randomTensor(rt, [1, 4, 12, 12], 3).t, [1], ehs)).toThrow(/divisible by 8/);
+  }, 60_000);
+
+  it('rejects bad configs by key name, printing the values', () => {
+    const bad = (patch: Record<string, unknown>) => () => new UNet2DConditionModel({ ...SD15_UNET_CONFIG, ...patch } as UNet2DConditionConfig);
+    expect(bad({ down_block_types: ['CrossAttnDownBlock2D', 'AttnDownBlock2D', 'DownBlock2D', 'DownBlock2D'] })).toThrow(/down_block_types\[1\] = "AttnDownBlock2D" is not an SD 1.x block type/);
+    expect(bad({ up_block_types: ['UpBlock2D', 'SimpleCrossAttnUpBlock2D', 'UpBlock2D', 'UpBlock2D'] })).toThrow(/up_block_types\[1\] = "SimpleCrossAttnUpBlock2D"/);
+    expect(bad({ resnet_time_scale_shift: 'scale_shift' })).toThrow(/resnet_time_scale_shift = "scale_shift" is not supported/);
+    expect(bad({ mid_block_type: 'UNetMidBlock2DSimpleCrossAttn' })).toThrow(/mid_block_type/);
+    expect(bad({ block_out_channels: [320, 640, 1280] })).toThrow(/down_block_types .* one entry per block_out_channels entry \(3\)/);
+    expect(bad({ norm_num_groups: 48 })).toThrow(/divisible by norm_num_groups = 48/);
+    expect(bad({ attention_head_dim: [8, 8] })).toThrow(/attention_head_dim = \[8,8\]/);
+    expect(bad({ num_attention_heads: 8 })).toThrow(/num_attention_heads = 8 is not supported/);
+    expect(bad({ class_embed_type: 'timestep', addition_embed_type: 'text' })).toThrow(ShapeError);
+    try {
+      bad({ class_embed_type: 'timestep', addition_embed_type: 'text' })();
+    } catch (e) {
+      expect((e as Error).message).toMatch(/class_embed_type = "timestep"[\s\S]*addition_embed_type = "text"/);
+    }
+    // SD 1.5 itself resolves: 8 heads everywhere, 1280-wide time embedding.
+    const m = new UNet2DConditionModel(SD15_UNET_CONFIG);
+    expect(m.resolved.heads).toEqual([8, 8, 8, 8]);
+    expect(m.resolved.timeEmbedDim).toBe(1280);
+    expect(m.tapNames().filter((n) => /^(input|output)_blocks\./.test(n)).length).toBe(24);
+    expect(namedParams(m).get('down_blocks.0.attentions.0.transformer_blocks.0.ff.net.2.weight')?.shape).toEqual([320, 1280]);
+    expect(namedParams(m).get('up_blocks.1.resnets.2.conv_shortcut.weight')?.shape).toEqual([1280, 1920, 1, 1]);
+  });
+
+  it.each([[37, 13], [2, 4 * 160], [5, 1280]])('geglu %i rows x %i matches float64', async (rows, n) => {
+    const rt = await runtime();
+    const { t, data } = randomTensor(rt, [rows, 2 * n], 40 + n, -4, 4);
+    const y = geglu(t);
+    expect(y.shape).toEqual([rows, n]);
+    const ref = new Float64Array(rows * n);
+    for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) ref[r * n + j] = data[r * 2 * n + j] * ACT_REF.gelu.f(data[r * 2 * n + n + j]);
+    expectClose(await y.toArray(), ref, { label: `geglu ${rows}x${n}`, relL2: TOL.elementwise });
+  });
+});
