@@ -296,7 +296,8 @@ export function chartPng(rows: readonly BenchRow[], title = 'speedup vs tfjs (pe
     }
     const colour: Rgb = !r.valid ? [150, 150, 150] : r.speedup >= 1 ? [46, 139, 87] : [214, 96, 77];
     cv.rect(labelW, y + 4, xOf(r.speedup) - labelW, rowH - 8, colour);
-    cv.text(xOf(r.speedup) + 6, y + 6, `${r.speedup.toFixed(2)}x`, ink);
+    // Right of the bar, or of the 1.0x line for short bars, so the line never crosses it.
+    cv.text(Math.max(xOf(r.speedup), xOf(1)) + 6, y + 6, `${r.speedup.toFixed(2)}x`, ink);
   });
   // Axes, then the 1.0x line on top of the bars.
   cv.rect(labelW, top - 4, 2, rows.length * rowH + 8, ink);
