@@ -7,7 +7,8 @@
 // with A_gi a fixed random [C, context_dim] matrix. The class is therefore written into
 // the features through the same linear map for every class, so a module that learns to
 // match text embeddings against features generalises to held-out classes, whose
-// embeddings it never saw. Targets are the masks rendered at out_size.
+// embeddings it never saw (the embeddings share a low-rank subspace that the seen
+// classes span). Targets are the masks rendered at out_size.
 import { Rng, type FeatureGroup, FEATURE_GROUPS, type HostArray, type TrainingSample } from '../io/samples.js';
 
 /** The parts of a GroundingConfig the generator needs. */
@@ -29,6 +30,11 @@ export interface SyntheticOptions {
   /** Probability of an extra class named in the prompt but absent from the image (empty
    *  target), as when the detector misses an object (default 0). */
   absentProb?: number;
+  /** Class embeddings lie in a random subspace of this dimension (default 4). With
+   *  fewer dimensions than seen classes, the seen classes span it, so a linear reading of
+   *  the features can reach held-out classes; with more, held-out classes carry
+   *  directions no training sample showed. */
+  embeddingRank?: number;
   seed?: number;
 }
 
@@ -100,7 +106,17 @@ export class SyntheticTask {
     this.unseen = Array.from({ length: H }, (_, c) => K - H + c);
     const rng = new Rng(hashSeed(this.seed, 1));
     const D = spec.context_dim;
-    this.embeddings = Array.from({ length: K }, () => Float32Array.from({ length: D }, () => rng.normal()));
+    const r = opts.embeddingRank ?? 4;
+    if (!(Number.isInteger(r) && r >= 1)) throw new RangeError(`embeddingRank must be a positive integer, got ${r}`);
+    const basis = Float32Array.from({ length: D * r }, () => rng.normal() / Math.sqrt(r));
+    this.embeddings = Array.from({ length: K }, () => {
+      const z = Float32Array.from({ length: r }, () => rng.normal());
+      return Float32Array.from({ length: D }, (_, d) => {
+        let v = 0;
+        for (let j = 0; j < r; j++) v += basis[d * r + j] * z[j];
+        return v;
+      });
+    });
     this.signatures = {} as Record<FeatureGroup, Float32Array[][]>;
     for (const g of FEATURE_GROUPS) {
       this.signatures[g] = spec.feature_channels[g].map((C) => {
