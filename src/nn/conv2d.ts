@@ -1,0 +1,319 @@
+// 2-D convolution (NCHW, PyTorch weights [Cout, Cin, KH, KW]) with a fused epilogue
+// (bias, activation, residual, 1/outputScale), and its backward (dx, dweight, dbias).
+// Kernels: shaders/conv2d.wgsl (forward, zero-padding copy), shaders/conv2d_backward.wgsl.
+//
+// Shapes: x [N, Cin, H, W], weight [Cout, Cin, KH, KW], bias [Cout],
+// y [N, Cout, Ho, Wo] with Ho = floor((H + 2*pad - KH) / stride) + 1 (same for Wo).
+// The forward kernel reads a zero-padded copy of x whose rows are a multiple of 4 wide,
+// so it needs no edge tests; the copy is skipped when x already has that layout
+// (padding 0, W % 4 == 0, e.g. SD's 1x1 convs). dx is the same forward kernel over dy
+// dilated by the stride and padded by K - 1 - pad, with flipped, transposed weights.
+// Tensors bigger than the storage binding limit are processed a few samples at a time,
+// each chunk bound as a byte range (aligned down; the kernels take an element offset).
+import { InputError, LimitError, ShapeError, formatBytes } from '../gpu/errors.js';
+import { f32, i32 } from '../gpu/params.js';
+import type { Runtime } from '../gpu/runtime.js';
+import type { BufferBinding } from '../gpu/recorder.js';
+import { BYTES, Tensor } from '../tensor/tensor.js';
+import { ACT, type Activation } from './elementwise.js';
+
+export interface Conv2dOptions {
+  /** 1 or 2 (default 1); any stride with 3 * stride + kernel width <= 16 works. */
+  stride?: number;
+  /** Symmetric zero padding (default 0); SD uses 1 for 3x3, 0 for 1x1. */
+  padding?: number;
+  /** Fused after the bias (ACT codes from nn/elementwise). */
+  activation?: Activation;
+  /** Same shape as the output, added after the activation. */
+  residual?: Tensor;
+  /** Output multiplied by 1/outputScale at the end (diffusers output_scale_factor). */
+  outputScale?: number;
+  /** @internal Tests: a binding limit below the adapter's, to force the batch split. */
+  maxBindingBytes?: number;
+}
+
+export interface Conv2dBackwardOptions {
+  stride?: number;
+  padding?: number;
+  /** Also return dbias. */
+  bias?: boolean;
+  /** Gradient tensors to write (or, with accumulate, add) into. */
+  dweight?: Tensor;
+  dbias?: Tensor;
+  accumulate?: boolean;
+  /** @internal Tests: a binding limit below the adapter's, to force the batch split. */
+  maxBindingBytes?: number;
+}
+
+/** Output channels per thread (RM in the shaders). */
+const RM = 4 * 2;
+/** Threads per workgroup. One width for every shape: each specialisation costs seconds
+ *  of shader compilation on CPU drivers, more than idle lanes cost small images. */
+const WG = 64;
+const PAD_WG = 256;
+const BIAS_WG = 64;
+/** Input values one thread holds per row (SPAN_MAX in the shaders). */
+const SPAN_MAX = 16;
+
+interface Geometry {
+  N: number; Cin: number; H: number; W: number;
+  Cout: number; KH: number; KW: number;
+  S: number; pad: number; Ho: number; Wo: number;
+  dtype: 'f32' | 'f16';
+}
+
+/** A binding of some samples of a tensor and the element offset of the first one. */
+interface Slice { binding: BufferBinding; base: number }
+
+const fmt = (s: readonly number[]) => `[${s.join(',')}]`;
+const ceilTo = (v: number, m: number) => Math.ceil(v / m) * m;
+const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+
+function geometry(x: Tensor, weight: Tensor, stride: number, padding: number, what: string): Geometry {
+  if (x.dtype !== 'f32' && x.dtype !== 'f16') throw new ShapeError(`${what}: x must be a float tensor, got ${x.toString()}`);
+  if (weight.dtype !== x.dtype) throw new ShapeError(`${what}: weight ${weight.toString()} must have x's dtype ${x.dtype}`);
+  if (x.shape.length !== 4 || weight.shape.length !== 4 || x.shape[1] !== weight.shape[1]) {
+    throw new ShapeError(`${what}: x ${fmt(x.shape)} must be [N, Cin, H, W] and weight ${fmt(weight.shape)} [Cout, Cin, KH, KW] with the same Cin`);
+  }
+  const [N, Cin, H, W] = x.shape;
+  const [Cout, , KH, KW] = weight.shape;
+  if (!Number.isInteger(stride) || stride < 1 || 3 * stride + KW > SPAN_MAX || 3 * stride + 4 > SPAN_MAX) {
+    throw new InputError(`${what}: stride ${stride} with kernel width ${KW} is not supported (need an integer stride >= 1 with 3 * stride + max(KW, 4) <= ${SPAN_MAX})`);
+  }
+  if (!Number.isInteger(padding) || padding < 0 || padding >= KH || padding >= KW) {
+    throw new InputError(`${what}: padding ${padding} must be an integer in [0, kernel size - 1] for a ${KH}x${KW} kernel`);
+  }
+  const Ho = Math.floor((H + 2 * padding - KH) / stride) + 1;
+  const Wo = Math.floor((W + 2 * padding - KW) / stride) + 1;
+  if (Ho < 1 || Wo < 1 || Cout < 1 || Cin < 1) {
+    throw new ShapeError(`${what}: x ${fmt(x.shape)} with weight ${fmt(weight.shape)}, padding ${padding}, stride ${stride} gives an empty output`);
+  }
+  return { N, Cin, H, W, Cout, KH, KW, S: stride, pad: padding, Ho, Wo, dtype: x.dtype };
+}
+
+/** Row length of the padded input: the padded width rounded to vec4, and room for the
+ *  vec4 loads of the last quad (the forward reads ceil((3S + KW) / 4) vec4 from the
+ *  quad's first tap, the weight gradient ceil(KW / 4) - 1 + ceil((3S + min(KW, 4)) / 4)). */
+function paddedWidth(W: number, pad: number, S: number, KW: number, Wo: number, weightGrad: boolean): number {
+  const nv = weightGrad ? Math.ceil(KW / 4) - 1 + Math.ceil((3 * S + Math.min(KW, 4)) / 4) : Math.ceil((3 * S + KW) / 4);
+  return Math.max(ceilTo(W + 2 * pad, 4), (Math.ceil(Wo / 4) - 1) * 4 * S + 4 * nv);
+}
+
+/** Samples per dispatch so that every per-sample binding fits `limit`; all of them
+ *  when the whole tensors fit. Throws naming the tensor when one sample does not. */
+function samplesPerChunk(rt: Runtime, N: number, perSample: [string, number][], limit: number, what: string): number {
+  if (perSample.every(([, b]) => b * N <= limit)) return N;
+  const align = rt.limits.minStorageBufferOffsetAlignment;
+  const [name, worst] = perSample.reduce((a, b) => (b[1] > a[1] ? b : a));
+  const n = Math.floor((limit - align) / worst);
+  if (n < 1) {
+    throw new LimitError(
+      `${what}: one sample of ${name} takes ${formatBytes(worst)}, more than the storage binding limit ${formatBytes(limit)} on ${rt.adapterName}; use a smaller image or fewer channels`,
+    );
+  }
+  return n;
+}
+
+/** Samples n0 .. n0+count of t (sampleElems elements each) as an aligned byte range. */
+function slice(t: Tensor, n0: number, count: number, sampleElems: number): Slice {
+  const el = BYTES[t.dtype];
+  if (n0 === 0 && count === t.shape[0]) return { binding: t.binding, base: 0 };
+  const start = n0 * sampleElems * el;
+  const at = Math.floor(start / t.rt.limits.minStorageBufferOffsetAlignment) * t.rt.limits.minStorageBufferOffsetAlignment;
+  const end = Math.min(ceilTo(start + count * sampleElems * el, 4), ceilTo(t.bytes, 4));
+  return { binding: t.range(at, end - at), base: (start - at) / el };
+}
+
+/** dst [planes, hd, wd] = src planes placed at (top, left) with the given dilation,
+ *  zeros elsewhere. */
+function padInto(src: Slice, dst: Tensor, planes: number, hs: number, ws: number, hd: number, wd: number, top: number, left: number, stride: number): void {
+  const total = planes * hd * wd;
+  dst.rt.dispatch(
+    { family: 'conv2d', entry: 'conv2d_pad_input', dtype: dst.dtype as 'f32' | 'f16', overrides: { WG: PAD_WG } },
+    {
+      params: [total, hs, ws, hd, wd, i32(top), i32(left), stride, src.base],
+      bindings: [src.binding, dst.range(0, ceilTo(total * BYTES[dst.dtype], 4))],
+      workgroups: Math.ceil(total / PAD_WG),
+      label: `conv2d_pad_input[${planes}x${hs}x${ws}->${hd}x${wd},s${stride}]`,
+    },
+  );
+}
+
+interface ForwardArgs {
+  rt: Runtime; dtype: 'f32' | 'f16'; batch: number;
+  cin: number; cout: number; hp: number; wp: number; ho: number; wo: number;
+  KH: number; KW: number; S: number;
+  x: Slice; weight: Tensor; bias?: Tensor; residual?: Slice; y: Slice;
+  activation: Activation; invScale: number;
+}
+
+/** One conv2d_forward dispatch over `batch` samples of an already padded input. */
+function forwardDispatch(a: ForwardArgs): void {
+  const quads = Math.ceil(a.wo / 4);
+  const blocksCo = Math.ceil(a.cout / RM);
+  const blocksQ = Math.ceil((a.ho * quads) / WG);
+  a.rt.dispatch(
+    {
+      family: 'conv2d',
+      entry: 'conv2d_forward',
+      dtype: a.dtype,
+      overrides: {
+        WG, KH: a.KH, KW: a.KW, STRIDE: a.S,
+        HAS_BIAS: a.bias ? 1 : 0, HAS_RESIDUAL: a.residual ? 1 : 0, ACT: ACT[a.activation],
+      },
+    },
+    {
+      params: [a.cin, a.cout, a.hp, a.wp / 4, a.ho, a.wo, quads, blocksCo, blocksQ, a.batch,
+        a.x.base / 4, a.y.base, a.residual?.base ?? 0, f32(a.invScale)],
+      // Absent bias/residual bind the weight again; the shader never reads them then.
+      bindings: [a.x.binding, a.weight.binding, (a.bias ?? a.weight).binding, a.residual?.binding ?? a.weight.binding, a.y.binding],
+      workgroups: blocksCo * blocksQ * a.batch,
+      label: `conv2d_forward[${a.batch}x${a.cin}x${a.hp}x${a.wp}->${a.cout}x${a.ho}x${a.wo},k${a.KH}x${a.KW},s${a.S}]`,
+    },
+  );
+}
+
+/** y = (act(conv2d(x, weight) + bias) + residual) / outputScale. x [N, Cin, H, W] ->
+ *  [N, Cout, Ho, Wo]. Inference and training forward (backward needs only x). */
+export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, opts: Conv2dOptions = {}): Tensor {
+  const g = geometry(x, weight, opts.stride ?? 1, opts.padding ?? 0, 'conv2d');
+  const { rt } = x;
+  const { N, Cin, H, W, Cout, Ho, Wo, dtype } = g;
+  const outShape = [N, Cout, Ho, Wo];
+  if (bias && (bias.dtype !== dtype || !sameShape(bias.shape, [Cout]))) throw new ShapeError(`conv2d: bias ${bias.toString()} must be [${Cout}] ${dtype}`);
+  const { residual } = opts;
+  if (residual && (residual.dtype !== dtype || !sameShape(residual.shape, outShape))) {
+    throw new ShapeError(`conv2d: residual ${residual.toString()} must match the output ${fmt(outShape)} ${dtype}`);
+  }
+  const limit = opts.maxBindingBytes ?? rt.limits.maxStorageBufferBindingSize;
+  if (weight.bytes > limit) throw new LimitError(`conv2d: weight ${fmt(weight.shape)} (${formatBytes(weight.bytes)}) exceeds the storage binding limit ${formatBytes(limit)} on ${rt.adapterName}`);
+
+  const el = BYTES[dtype];
+  const wp = paddedWidth(W, g.pad, g.S, g.KW, Wo, false);
+  const copy = g.pad > 0 || W % 4 !== 0 || wp > W;
+  const hp = H + 2 * g.pad;
+  const perSample: [string, number][] = [['x', Cin * H * W * el], ['y', Cout * Ho * Wo * el]];
+  if (residual) perSample.push(['residual', Cout * Ho * Wo * el]);
+  if (copy) perSample.push(['padded x', Cin * hp * wp * el]);
+  const chunk = samplesPerChunk(rt, N, perSample, limit, 'conv2d');
+
+  const y = Tensor.empty(rt, outShape, dtype, 'conv2d');
+  const xp = copy ? Tensor.empty(rt, [Math.min(chunk, N), Cin, hp, wp], dtype, 'conv2d.padded_x') : undefined;
+  for (let n0 = 0; n0 < N; n0 += chunk) {
+    const cnt = Math.min(chunk, N - n0);
+    const xs = slice(x, n0, cnt, Cin * H * W);
+    if (xp) padInto(xs, xp, cnt * Cin, H, W, hp, wp, g.pad, g.pad, 1);
+    forwardDispatch({
+      rt, dtype, batch: cnt, cin: Cin, cout: Cout, hp: copy ? hp : H, wp: copy ? wp : W, ho: Ho, wo: Wo,
+      KH: g.KH, KW: g.KW, S: g.S,
+      x: xp ? { binding: xp.binding, base: 0 } : xs, weight, bias,
+      residual: residual ? slice(residual, n0, cnt, Cout * Ho * Wo) : undefined,
+      y: slice(y, n0, cnt, Cout * Ho * Wo),
+      activation: opts.activation ?? 'none', invScale: 1 / (opts.outputScale ?? 1),
+    });
+  }
+  xp?.dispose();
+  return y;
+}
+
+/** Gradients of conv2d given dy = dL/dy [N, Cout, Ho, Wo]. A fused activation, residual
+ *  or outputScale is not differentiated here: apply their backward to dy first.
+ *  dx [N, Cin, H, W] (transposed convolution); dweight [Cout, Cin, KH, KW] and dbias
+ *  [Cout] summed over the batch and pixels. With accumulate, adds into the given
+ *  dweight/dbias (gradient accumulation). */
+export function conv2dBackward(
+  x: Tensor,
+  weight: Tensor,
+  dy: Tensor,
+  opts: Conv2dBackwardOptions = {},
+): { dx: Tensor; dweight: Tensor; dbias?: Tensor } {
+  const g = geometry(x, weight, opts.stride ?? 1, opts.padding ?? 0, 'conv2dBackward');
+  const { rt } = x;
+  const { N, Cin, H, W, Cout, KH, KW, S, pad, Ho, Wo, dtype } = g;
+  if (dy.dtype !== dtype || !sameShape(dy.shape, [N, Cout, Ho, Wo])) {
+    throw new ShapeError(`conv2dBackward: dy ${dy.toString()} must be ${fmt([N, Cout, Ho, Wo])} ${dtype} (x ${fmt(x.shape)}, weight ${fmt(weight.shape)}, stride ${S}, padding ${pad})`);
+  }
+  const wantBias = opts.bias || opts.dbias !== undefined;
+  if (opts.accumulate && (!opts.dweight || (wantBias && !opts.dbias))) {
+    throw new InputError('conv2dBackward: accumulate needs the dweight (and dbias) tensors to add into');
+  }
+  if (opts.dweight && (opts.dweight.dtype !== dtype || !sameShape(opts.dweight.shape, weight.shape))) {
+    throw new ShapeError(`conv2dBackward: dweight ${opts.dweight.toString()} must be ${fmt(weight.shape)} ${dtype}`);
+  }
+  if (opts.dbias && (opts.dbias.dtype !== dtype || !sameShape(opts.dbias.shape, [Cout]))) {
+    throw new ShapeError(`conv2dBackward: dbias ${opts.dbias.toString()} must be [${Cout}] ${dtype}`);
+  }
+  const limit = opts.maxBindingBytes ?? rt.limits.maxStorageBufferBindingSize;
+  if (weight.bytes > limit) throw new LimitError(`conv2dBackward: weight ${fmt(weight.shape)} (${formatBytes(weight.bytes)}) exceeds the storage binding limit ${formatBytes(limit)} on ${rt.adapterName}`);
+
+  const el = BYTES[dtype];
+  // dx = stride-1 conv of dy dilated by S and padded by K-1-pad (rows hq, row length wq).
+  const hq = H + KH - 1;
+  const wq = Math.max(ceilTo(W + KW - 1, 4), (Math.ceil(W / 4) - 1) * 4 + 4 * Math.ceil((3 + KW) / 4));
+  // Forward input, padded for the weight gradient's loads (copy skipped when x fits).
+  const wp = paddedWidth(W, pad, S, KW, Wo, true);
+  const copy = pad > 0 || W % 4 !== 0 || wp > W;
+  const hp = H + 2 * pad;
+  const perSample: [string, number][] = [
+    ['x', Cin * H * W * el], ['dy', Cout * Ho * Wo * el], ['dx', Cin * H * W * el], ['dilated dy', Cout * hq * wq * el],
+  ];
+  if (copy) perSample.push(['padded x', Cin * hp * wp * el]);
+  const chunk = samplesPerChunk(rt, N, perSample, limit, 'conv2dBackward');
+
+  const dx = Tensor.empty(rt, [N, Cin, H, W], dtype, 'conv2d.dx');
+  const dweight = opts.dweight ?? Tensor.empty(rt, weight.shape, dtype, 'conv2d.dweight');
+  const dbias = wantBias ? (opts.dbias ?? Tensor.empty(rt, [Cout], dtype, 'conv2d.dbias')) : undefined;
+  const flipped = Tensor.empty(rt, [Cin, Cout, KH, KW], dtype, 'conv2d.flipped_weight');
+  rt.dispatch(
+    { family: 'conv2d_backward', entry: 'conv2d_flip_weight', dtype, overrides: { WG: PAD_WG, KH, KW } },
+    { params: [weight.size, Cout, Cin], bindings: [weight.binding, flipped.binding], workgroups: Math.ceil(weight.size / PAD_WG), label: `conv2d_flip_weight[${fmt(weight.shape)}]` },
+  );
+  const cnt0 = Math.min(chunk, N);
+  const dyp = Tensor.empty(rt, [cnt0, Cout, hq, wq], dtype, 'conv2d.dilated_dy');
+  const xp = copy ? Tensor.empty(rt, [cnt0, Cin, hp, wp], dtype, 'conv2d.padded_x') : undefined;
+  for (let n0 = 0; n0 < N; n0 += chunk) {
+    const cnt = Math.min(chunk, N - n0);
+    const accumulate = (opts.accumulate ?? false) || n0 > 0;
+    const dys = slice(dy, n0, cnt, Cout * Ho * Wo);
+    padInto(dys, dyp, cnt * Cout, Ho, Wo, hq, wq, KH - 1 - pad, KW - 1 - pad, S);
+    forwardDispatch({
+      rt, dtype, batch: cnt, cin: Cout, cout: Cin, hp: hq, wp: wq, ho: H, wo: W, KH, KW, S: 1,
+      x: { binding: dyp.binding, base: 0 }, weight: flipped, y: slice(dx, n0, cnt, Cin * H * W),
+      activation: 'none', invScale: 1,
+    });
+    const xs = slice(x, n0, cnt, Cin * H * W);
+    if (xp) padInto(xs, xp, cnt * Cin, H, W, hp, wp, pad, pad, 1);
+    weightGrad(rt, g, xp ? { binding: xp.binding, base: 0 } : xs, copy ? hp : H, copy ? wp : W, dys, dweight, cnt, accumulate);
+    if (dbias) biasGrad(rt, g, dys, dbias, cnt, accumulate);
+  }
+  flipped.dispose();
+  dyp.dispose();
+  xp?.dispose();
+  return dbias ? { dx, dweight, dbias } : { dx, dweight };
+}
+
+function weightGrad(rt: Runtime, g: Geometry, xp: Slice, hp: number, wp: number, dy: Slice, dweight: Tensor, batch: number, accumulate: boolean): void {
+  const cols = g.Cin * g.KH * Math.ceil(g.KW / 4);
+  const blocksCo = Math.ceil(g.Cout / RM);
+  rt.dispatch(
+    { family: 'conv2d_backward', entry: 'conv2d_backward_weight', dtype: g.dtype, overrides: { WG, KH: g.KH, KW: g.KW, STRIDE: g.S, ACCUMULATE: accumulate ? 1 : 0 } },
+    {
+      params: [g.Cin, g.Cout, hp, wp / 4, g.Ho, g.Wo, Math.ceil(g.Wo / 4), blocksCo, cols, batch, xp.base / 4, dy.base],
+      bindings: [xp.binding, dy.binding, dweight.binding],
+      workgroups: blocksCo * Math.ceil(cols / WG),
+      label: `conv2d_backward_weight[${batch}x${g.Cin}x${hp}x${wp}->${g.Cout}x${g.Ho}x${g.Wo},k${g.KH}x${g.KW},s${g.S}]`,
+    },
+  );
+}
+
+function biasGrad(rt: Runtime, g: Geometry, dy: Slice, dbias: Tensor, batch: number, accumulate: boolean): void {
+  rt.dispatch(
+    { family: 'conv2d_backward', entry: 'conv2d_backward_bias', dtype: g.dtype, overrides: { WG: BIAS_WG, ACCUMULATE: accumulate ? 1 : 0 } },
+    {
+      params: [g.Cout, g.Ho * g.Wo, batch, dy.base],
+      bindings: [dy.binding, dbias.binding],
+      workgroups: g.Cout,
+      label: `conv2d_backward_bias[${batch}x${g.Cout}x${g.Ho}x${g.Wo}]`,
+    },
+  );
+}
