@@ -5,7 +5,11 @@
 import { describe, expect, it } from 'vitest';
 import { ShapeError } from '../../src/gpu/errors.js';
 import type { Runtime } from '../../src/gpu/runtime.js';
+import { FeedForward, Transformer2DModel } from '../../src/models/unet/attention.js';
+import { Downsample2D } from '../../src/models/unet/blocks.js';
+import { ForwardContext } from '../../src/models/unet/context.js';
 import { GROUNDING_TAPS, SD15_UNET_CONFIG, UNet2DConditionModel, type UNet2DConditionConfig } from '../../src/models/unet/index.js';
+import type { Module } from '../../src/nn/module.js';
 import { geglu } from '../../src/nn/geglu.js';
 import { namedParams } from '../../src/nn/module.js';
 import { runParity } from '../../src/pipeline/parity/index.js';
@@ -16,12 +20,16 @@ import { expectClose, goldenDir, randomArray, randomTensor, runtime, TOL } from 
 /** SD 1.5's structure at a tenth of the width (320/640/1280 -> 32/64/128). */
 const SCALED_SD: UNet2DConditionConfig = { ...SD15_UNET_CONFIG, block_out_channels: [32, 64, 128, 128], cross_attention_dim: 16 };
 
-function randomWeights(rt: Runtime, model: UNet2DConditionModel, seed: number): void {
+/** Random weights in [-0.2, 0.2); returns the host copies by parameter name. */
+function randomWeights(rt: Runtime, model: Module, seed: number): Map<string, Float32Array> {
   let s = seed;
-  for (const p of namedParams(model).values()) {
-    const n = p.shape.reduce((a, b) => a * b, 1);
-    p.set(Tensor.from(rt, randomArray(n, s++, -0.2, 0.2), p.shape));
+  const host = new Map<string, Float32Array>();
+  for (const [name, p] of namedParams(model)) {
+    const data = randomArray(p.shape.reduce((a, b) => a * b, 1), s++, -0.2, 0.2);
+    p.set(Tensor.from(rt, data, p.shape));
+    host.set(name, data);
   }
+  return host;
 }
 
 describe('UNet2DConditionModel', () => {
@@ -53,7 +61,7 @@ describe('UNet2DConditionModel', () => {
     const L = 5;
     const sample = randomTensor(rt, [1, 4, 16, 16], 1).t;
     const ehs = randomTensor(rt, [1, L, 16], 2).t;
-    const out = model.forward(rt, sample, [500], ehs, { taps: all, crossAttentionProbs: true });
+    const out = model.forward(rt, sample, [500], ehs, { taps: [...all, 'down_blocks.1', 'up_blocks.2', 'mid_block'], crossAttentionProbs: true });
     for (const [group, names] of Object.entries(GROUNDING_TAPS)) {
       const want = table[group];
       expect(names.length).toBe(want.channels.length);
@@ -63,11 +71,10 @@ describe('UNet2DConditionModel', () => {
       });
       expect(2 * names.reduce((a, n) => a + (out.taps.get(n)?.shape[1] ?? 0), 0) * 10).toBe(want.sum);
     }
-    // The tapped tensors are the block outputs themselves: down_blocks.i is the last input block of i.
-    const again = model.forward(rt, sample, [500], ehs, { taps: ['down_blocks.1', 'input_blocks.6', 'up_blocks.2', 'output_blocks.8'] });
-    expect(await again.taps.get('down_blocks.1')?.toArray()).toEqual(await again.taps.get('input_blocks.6')?.toArray());
-    expect(await again.taps.get('up_blocks.2')?.toArray()).toEqual(await again.taps.get('output_blocks.8')?.toArray());
-    expect(await again.sample.toArray()).toEqual(await out.sample.toArray());
+    // Diffusers hooks and LDM names share tensors: down_blocks.i is the last input block of i.
+    expect(out.taps.get('down_blocks.1')).toBe(out.taps.get('input_blocks.6'));
+    expect(out.taps.get('up_blocks.2')).toBe(out.taps.get('output_blocks.8'));
+    expect(out.taps.get('mid_block')).toBe(out.taps.get('middle_block'));
     // 16 attn2 modules in SD 1.x (6 down, 1 mid, 9 up); rows are probability distributions.
     const maps = out.crossAttention ?? new Map<string, Tensor>();
     expect(maps.size).toBe(16);
@@ -106,6 +113,10 @@ describe('UNet2DConditionModel', () => {
     expect(m.tapNames().filter((n) => /^(input|output)_blocks\./.test(n)).length).toBe(24);
     expect(namedParams(m).get('down_blocks.0.attentions.0.transformer_blocks.0.ff.net.2.weight')?.shape).toEqual([320, 1280]);
     expect(namedParams(m).get('up_blocks.1.resnets.2.conv_shortcut.weight')?.shape).toEqual([1280, 1920, 1, 1]);
+    // 512x512 fits 128 MiB bindings: the largest weight (up_blocks.0 conv1, 1280x2560x3x3) is 118 MB.
+    const largest = Math.max(...[...namedParams(m).values()].map((p) => p.shape.reduce((a, b) => a * b, 1) * 4));
+    expect(largest).toBe(1280 * 2560 * 9 * 4);
+    expect(largest).toBeLessThan(128 * 2 ** 20);
   });
 
   it.each([[37, 13], [2, 4 * 160], [5, 1280]])('geglu %i rows x %i matches float64', async (rows, n) => {
@@ -116,5 +127,63 @@ describe('UNet2DConditionModel', () => {
     const ref = new Float64Array(rows * n);
     for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) ref[r * n + j] = data[r * 2 * n + j] * ACT_REF.gelu.f(data[r * 2 * n + n + j]);
     expectClose(await y.toArray(), ref, { label: `geglu ${rows}x${n}`, relL2: TOL.elementwise });
+  });
+
+  it('feed-forward row chunks (past the binding limit) equal float64', async () => {
+    const rt = await runtime();
+    const dim = 8;
+    const rows = 203;
+    const ff = new FeedForward(dim);
+    const w = randomWeights(rt, ff, 60);
+    const x = randomTensor(rt, [1, rows, dim], 61);
+    const res = randomTensor(rt, [1, rows, dim], 62);
+    const inner = 4 * dim;
+    const [w1, b1, w2, b2] = ['net.0.proj.weight', 'net.0.proj.bias', 'net.2.weight', 'net.2.bias'].map((n) => w.get(n) ?? new Float32Array());
+    const ref = new Float64Array(rows * dim);
+    for (let r = 0; r < rows; r++) {
+      const proj = Array.from({ length: 2 * inner }, (_, o) => b1[o] + Array.from({ length: dim }, (_, k) => w1[o * dim + k] * x.data[r * dim + k]).reduce((a, b) => a + b, 0));
+      const g = Array.from({ length: inner }, (_, j) => proj[j] * ACT_REF.gelu.f(proj[inner + j]));
+      for (let o = 0; o < dim; o++) ref[r * dim + o] = res.data[r * dim + o] + b2[o] + g.reduce((a, v, j) => a + w2[o * inner + j] * v, 0);
+    }
+    // 2 * inner * 4 bytes per projected row: a 64-row limit runs 4 chunks, the last ragged.
+    const chunked = ff.forward(x.t, res.t, 64 * 2 * inner * 4);
+    expectClose(await chunked.toArray(), ref, { label: 'feed-forward chunked', relL2: TOL.matmul });
+    expectClose(await ff.forward(x.t, res.t).toArray(), ref, { label: 'feed-forward', relL2: TOL.matmul });
+  });
+
+  it('use_linear_projection ([out, in] weights) gives the 1x1-conv transformer output', async () => {
+    const rt = await runtime();
+    const conv = new Transformer2DModel(2, 8, 16, 1, 8, 4, false);
+    const lin = new Transformer2DModel(2, 8, 16, 1, 8, 4, true);
+    const host = randomWeights(rt, conv, 70);
+    for (const [name, p] of namedParams(lin)) p.set(Tensor.from(rt, host.get(name) ?? new Float32Array(), p.shape));
+    expect(namedParams(lin).get('proj_in.weight')?.shape).toEqual([16, 16]);
+    const x = randomTensor(rt, [2, 16, 5, 3], 71).t;
+    const ctx = new ForwardContext(randomTensor(rt, [2, 4], 72).t, randomTensor(rt, [2, 6, 8], 73).t, new Set(), false);
+    const a = await conv.forward(ctx, x, 'conv').toArray();
+    expect(await lin.forward(ctx, x, 'lin').toArray()).toEqual(a);
+  });
+
+  it('Downsample2D with downsample_padding 0 pads (0, 1, 0, 1) like diffusers', async () => {
+    const rt = await runtime();
+    const [B, C, H, W] = [2, 3, 7, 6];
+    const down = new Downsample2D(C, 0);
+    const w = randomWeights(rt, down, 80);
+    const x = randomTensor(rt, [B, C, H, W], 81);
+    const y = down.forward(x.t);
+    const [Ho, Wo] = [Math.floor((H + 1 - 3) / 2) + 1, Math.floor((W + 1 - 3) / 2) + 1];
+    expect(y.shape).toEqual([B, C, Ho, Wo]);
+    const wt = w.get('conv.weight') ?? new Float32Array();
+    const bias = w.get('conv.bias') ?? new Float32Array();
+    const ref = new Float64Array(B * C * Ho * Wo);
+    for (let b = 0; b < B; b++) for (let o = 0; o < C; o++) for (let i = 0; i < Ho; i++) for (let j = 0; j < Wo; j++) {
+      let acc = bias[o];
+      for (let c = 0; c < C; c++) for (let ky = 0; ky < 3; ky++) for (let kx = 0; kx < 3; kx++) {
+        const [yy, xx] = [2 * i + ky, 2 * j + kx];
+        if (yy < H && xx < W) acc += wt[((o * C + c) * 3 + ky) * 3 + kx] * x.data[((b * C + c) * H + yy) * W + xx];
+      }
+      ref[((b * C + o) * Ho + i) * Wo + j] = acc;
+    }
+    expectClose(await y.toArray(), ref, { label: 'downsample pad 0', relL2: TOL.matmul });
   });
 });

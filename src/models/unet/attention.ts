@@ -81,12 +81,13 @@ export class FeedForward extends Module {
   }
 
   /** x [B, L, dim] -> net(x) + residual. When the [rows, 2*inner] projection would not
-   *  fit one storage binding (SD at 512x512 with a large batch), rows go in chunks. */
-  forward(x: Tensor, residual: Tensor): Tensor {
+   *  fit one storage binding (SD at 512x512 with batch 4 or more), rows go in chunks.
+   *  `maxBindingBytes` (tests) lowers the adapter's limit to force the chunked path. */
+  forward(x: Tensor, residual: Tensor, maxBindingBytes = x.rt.limits.maxStorageBufferBindingSize): Tensor {
     const rows = x.size / this.dim;
     const inner = this.net['0'].inner;
     const rowBytes = 2 * inner * (x.dtype === 'f16' ? 2 : 4);
-    const maxRows = Math.floor(x.rt.limits.maxStorageBufferBindingSize / rowBytes);
+    const maxRows = Math.max(1, Math.floor(maxBindingBytes / rowBytes));
     const run = (xs: Tensor, res: Tensor) => scope(() => this.net['2'].forward(this.net['0'].forward(xs), { residual: res }));
     if (rows <= maxRows) return run(x, residual);
     return scope(() => {
@@ -129,6 +130,18 @@ export class BasicTransformerBlock extends Module {
       h = this.attn2.forward(this.norm2.forward(h), ctx.encoderHiddenStates, h, ctx, `${path}.attn2`);
       return this.ff.forward(this.norm3.forward(h), h);
     });
+  }
+}
+
+/** proj_in / proj_out: a 1x1 conv (weight [out, in, 1, 1]) or, with
+ *  use_linear_projection, a Linear ([out, in]); used as the matrix [out, in] either way. */
+class Projection extends Module {
+  weight: Param;
+  bias: Param;
+  constructor(inFeatures: number, readonly outFeatures: number, linear: boolean) {
+    super();
+    this.weight = new Param(linear ? [outFeatures, inFeatures] : [outFeatures, inFeatures, 1, 1]);
+    this.bias = new Param([outFeatures]);
   }
 }
 
@@ -175,17 +188,5 @@ export class Transformer2DModel extends Module {
       const residual = add(x.reshape([B, C, H * W]), this.proj_out.bias.t.reshape([C, 1]));
       return matmul(this.proj_out.weight.t.reshape([C, inner]), h, { transB: true, residual }).reshape([B, C, H, W]);
     });
-  }
-}
-
-/** proj_in / proj_out: a 1x1 conv (weight [out, in, 1, 1]) or, with
- *  use_linear_projection, a Linear ([out, in]); used as the matrix [out, in] either way. */
-class Projection extends Module {
-  weight: Param;
-  bias: Param;
-  constructor(inFeatures: number, readonly outFeatures: number, linear: boolean) {
-    super();
-    this.weight = new Param(linear ? [outFeatures, inFeatures] : [outFeatures, inFeatures, 1, 1]);
-    this.bias = new Param([outFeatures]);
   }
 }

@@ -148,6 +148,9 @@ export class UNet2DConditionModel extends Module {
 
   private checkInputs(sample: Tensor, timesteps: readonly number[], ehs: Tensor): void {
     const c = this.resolved;
+    if (sample.dtype !== 'f32' || ehs.dtype !== 'f32' || this.conv_in.weight.t.dtype !== 'f32') {
+      throw new ShapeError(`UNet2DConditionModel runs in f32: got sample ${sample.toString()}, encoder_hidden_states ${ehs.toString()}, weights ${this.conv_in.weight.t.dtype} (load weights with dtype 'f32')`);
+    }
     const [B, C, H, W] = sample.shape;
     if (sample.shape.length !== 4 || C !== c.inChannels) {
       throw new ShapeError(`UNet2DConditionModel: sample ${sample.toString()} must be [B, ${c.inChannels}, H, W]`);
