@@ -61,6 +61,7 @@ describe('UNet2DConditionModel', () => {
     const L = 5;
     const sample = randomTensor(rt, [1, 4, 16, 16], 1).t;
     const ehs = randomTensor(rt, [1, L, 16], 2).t;
+    const live = rt.memory().liveBytes;
     const out = model.forward(rt, sample, [500], ehs, { taps: [...all, 'down_blocks.1', 'up_blocks.2', 'mid_block'], crossAttentionProbs: true });
     for (const [group, names] of Object.entries(GROUNDING_TAPS)) {
       const want = table[group];
@@ -86,6 +87,9 @@ describe('UNet2DConditionModel', () => {
       expect(Math.abs(s - 1)).toBeLessThan(1e-5);
     }
     expect(maps.get('mid_block.attentions.0.transformer_blocks.0.attn2')?.shape).toEqual([1, 4, L]);
+    // Nothing but the returned tensors outlives the forward.
+    for (const t of [out.sample, ...out.taps.values(), ...maps.values()]) t.dispose();
+    expect(rt.memory().liveBytes).toBe(live);
     expect(() => model.forward(rt, sample, [500], ehs, { taps: ['input_blocks.12'] })).toThrow(/unknown taps input_blocks\.12/);
     expect(() => model.forward(rt, randomTensor(rt, [1, 4, 12, 12], 3).t, [1], ehs)).toThrow(/divisible by 8/);
   }, 60_000);
