@@ -17,6 +17,9 @@ export const ACT = {
 export type Activation = keyof typeof ACT;
 
 const WG = 256;
+/** Elements per thread (shaders/elementwise.wgsl EPT). */
+const EPT = 4;
+const groupsFor = (n: number) => Math.ceil(n / (WG * EPT));
 const NO_DIMS = [1, 1, 1, 1, 1, 1, 1, 1];
 const MAX_RANK = 8;
 
@@ -34,7 +37,7 @@ export function unary(x: Tensor, activation: Activation, alpha = 1, beta = 0): T
     {
       params: [x.size, 0, f32(alpha), f32(beta), ...NO_DIMS, ...NO_DIMS, ...NO_DIMS],
       bindings: [x.binding, y.binding],
-      workgroups: Math.ceil(x.size / WG),
+      workgroups: groupsFor(x.size),
     },
   );
   return y;
@@ -50,7 +53,7 @@ export function unaryBackward(x: Tensor, dy: Tensor, activation: Activation, alp
     {
       params: [x.size, 0, f32(alpha), f32(beta), ...NO_DIMS, ...NO_DIMS, ...NO_DIMS],
       bindings: [x.binding, dy.binding, dx.binding],
-      workgroups: Math.ceil(x.size / WG),
+      workgroups: groupsFor(x.size),
     },
   );
   return dx;
@@ -107,12 +110,18 @@ function broadcastPlan(out: number[], a: readonly number[], b: readonly number[]
     }
   }
   if (dims.length > MAX_RANK) throw new ShapeError(`${what}: broadcast of [${a}] and [${b}] needs ${dims.length} dims after merging (max ${MAX_RANK})`);
+  const rank = Math.max(1, dims.length);
+  if (dims.length === 0) {
+    dims.push(1);
+    as.push(0);
+    bs.push(0);
+  }
   while (dims.length < MAX_RANK) {
     dims.unshift(1);
     as.unshift(0);
     bs.unshift(0);
   }
-  return { dims, as, bs };
+  return { dims, as, bs, rank };
 }
 
 const OPS = { add: 0, sub: 1, mul: 2, div: 3 } as const;
@@ -123,14 +132,14 @@ export function binary(a: Tensor, b: Tensor, op: BinaryOp, activation: Activatio
   const dtype = elemDtype(a);
   if (b.dtype !== dtype) throw new ShapeError(`${op}: dtypes ${a.dtype} and ${b.dtype} differ`);
   const shape = broadcastShape(a.shape, b.shape, op);
-  const { dims, as, bs } = broadcastPlan(shape, a.shape, b.shape, op);
+  const { dims, as, bs, rank } = broadcastPlan(shape, a.shape, b.shape, op);
   const c = Tensor.empty(a.rt, shape, dtype, `binary.${op}`);
   a.rt.dispatch(
     { family: 'elementwise', entry: 'binary_forward', dtype, overrides: { OP: OPS[op], ACT: ACT[activation], WG } },
     {
-      params: [c.size, MAX_RANK, f32(1), f32(0), ...dims, ...as, ...bs],
+      params: [c.size, rank, f32(1), f32(0), ...dims, ...as, ...bs],
       bindings: [a.binding, b.binding, c.binding],
-      workgroups: Math.ceil(c.size / WG),
+      workgroups: groupsFor(c.size),
     },
   );
   return c;

@@ -60,9 +60,21 @@ describe('elementwise', () => {
     expectClose(await c.toArray(), ref.out, { label: 'bias+silu', relL2: TOL.elementwise });
   });
 
-  it('crosses the 65535-workgroup limit along one axis', async () => {
+  it('folds grids past 65535 workgroups along one axis (fill: one word per thread)', async () => {
     const rt = await runtime();
-    const n = 65536 * 256 + 1000; // 65540 workgroups of 256
+    const n = 65536 * 256 + 1000; // 65540 workgroups of 256 threads
+    const t = Tensor.empty(rt, [n], 'f32', 'big'); // NaN-poisoned by the test runtime
+    expect(rt.grid(Math.ceil(n / 256))[1]).toBe(2);
+    const y = await t.zero().toArray();
+    let bad = 0;
+    for (let i = 0; i < n; i++) if (y[i] !== 0) bad++;
+    expect(bad).toBe(0);
+    t.dispose();
+  });
+
+  it('relu over 16.8M elements (4 per thread, ragged tail) matches float64', async () => {
+    const rt = await runtime();
+    const n = 65536 * 256 + 1001;
     const { t, data } = randomTensor(rt, [n], 41);
     const y = await unary(t, 'relu').toArray();
     expectClose(y, unaryRef(data, 'relu'), { label: 'relu 16.8M', relL2: TOL.elementwise });
