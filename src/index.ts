@@ -1,0 +1,37 @@
+// Public library API: the runtime and tensors, the ops, the models, weight loading and
+// the pipelines. Everything here is plain TypeScript running through Dawn in Node.
+export { Runtime, type DispatchArgs, type MemoryStats } from './gpu/runtime.js';
+export { acquireGpu, type DeviceOptions, type AdapterReport } from './gpu/device.js';
+export { EngineError, ShapeError, WeightError, LimitError, GpuError, InputError } from './gpu/errors.js';
+export { Tensor, type DType } from './tensor/tensor.js';
+export { scope, scopeAsync, keep } from './tensor/scope.js';
+
+export * from './nn/elementwise.js';
+export * from './nn/matmul.js';
+export * from './nn/conv2d.js';
+export * from './nn/attention.js';
+export * from './nn/group_norm.js';
+export * from './nn/layer_norm.js';
+export * from './nn/batch_norm.js';
+export * from './nn/softmax.js';
+export * from './nn/reduce.js';
+export * from './nn/loss.js';
+export * from './nn/resize.js';
+export * from './nn/layout.js';
+export * from './nn/unfold.js';
+export * from './nn/embedding.js';
+export * from './nn/timestep.js';
+export * from './nn/combine.js';
+export * from './nn/pad.js';
+export { Module, Param, namedParams, loadWeights, type WeightSource } from './nn/module.js';
+
+export { SafetensorsFile, writeSafetensors } from './io/safetensors.js';
+export { CLIPTokenizer } from './io/tokenizer.js';
+export { openSdWeights, type SdWeights } from './io/sd_weights.js';
+export { ldmToDiffusers, diffusersToLdm } from './io/ldm_keys.js';
+
+export { CLIPTextModel, SD15_TEXT_CONFIG, type CLIPTextConfig } from './models/clip.js';
+export { AutoencoderKL } from './models/vae/vae.js';
+export { SD15_VAE_CONFIG } from './models/vae/config.js';
+export { createScheduler, type Scheduler } from './models/schedulers/index.js';
+export { runParity, type ParityReport } from './pipeline/parity/index.js';
