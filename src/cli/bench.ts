@@ -30,6 +30,7 @@ export const benchCommand: Command = {
     '  --png FILE       bar chart of the speedup over tfjs per row',
   ].join('\n'),
   async run(argv) {
+    if (argv[0] === 'grounding') return (await import('./bench_grounding.js')).benchGroundingCommand.run(argv.slice(1));
     let parsed;
     try {
       parsed = parseArgs({

@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<Command>> = {
   info: async () => infoCommand,
   parity: async () => (await import('./parity.js')).parityCommand,
   bench: async () => (await import('./bench.js')).benchCommand,
+  train: async () => (await import('./train.js')).trainCommand,
 
 };
 

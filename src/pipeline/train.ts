@@ -9,11 +9,11 @@
 // loss, and only on steps that log it. Sample k of the run is a pure function of
 // (data seed, k), so the data "RNG state" is the sample position.
 // Checkpoints (every N steps and at the end) are folders written under a temporary
-// name and renamed into place; `latest` then names the newest one:
+// name and renamed into place; `latest` then names the newest one (the newest two are kept):
 //   ckpt-<step>/weights.safetensors    module parameters and buffers, official names, F32
 //   ckpt-<step>/optimizer.safetensors  optimiser state tensors (m.<name>, v.<name>)
 //   ckpt-<step>/state.json             step, sample position, optimiser step count, options
-import { appendFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError, WeightError } from '../gpu/errors.js';
 import type { Runtime } from '../gpu/runtime.js';
@@ -22,7 +22,14 @@ import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import type { FeatureGroup, TrainingSample } from '../io/samples.js';
 import { add, scale } from '../nn/elementwise.js';
 import { bceWithLogits, bceWithLogitsBackward, diceLoss, diceLossBackward } from '../nn/loss.js';
-import type { Param } from '../nn/module.js';
+import { namedParams, type Param } from '../nn/module.js';
+import { Adam, AdamW, type AdamOptions } from '../nn/optim.js';
+import { groundingBackward } from '../models/grounding/backward.js';
+import { SD1_GROUNDING_CONFIG, type GroundingConfig } from '../models/grounding/config.js';
+import { groundingForward, type GroundingForward } from '../models/grounding/forward.js';
+import { Segmodule } from '../models/grounding/segmodule.js';
+import { SampleFolder } from '../io/samples.js';
+import { SyntheticTask } from './synthetic.js';
 import { Tensor } from '../tensor/tensor.js';
 import { keep, scope } from '../tensor/scope.js';
 
@@ -39,7 +46,8 @@ export interface TrainableModel {
 }
 
 /** An optimiser updating the trained parameters from their gradients (in place, or by
- *  setting new tensors into the Params and keep()ing them), with exportable state. */
+ *  setting new tensors into the Params), with exportable state. It owns its memory:
+ *  step() runs outside any scope. */
 export interface TrainOptimizer {
   step(params: Map<string, Param>, grads: Map<string, Tensor>): void;
   /** State tensors by name (e.g. m.<param>, v.<param>) and the update count. */
@@ -162,6 +170,9 @@ export async function saveCheckpoint(dir: string, model: TrainableModel, opt: Tr
   await rm(final, { recursive: true, force: true });
   await rename(tmp, final);
   await writeFileAtomic(join(dir, 'latest'), `${final.slice(dir.length + 1)}\n`);
+  // Keep the newest two: the latest and one before it in case the latest proves bad.
+  const old = (await readdir(dir)).filter((n) => /^ckpt-\d+$/.test(n)).sort().slice(0, -2);
+  for (const n of old) await rm(join(dir, n), { recursive: true, force: true });
   return final;
 }
 
@@ -185,12 +196,21 @@ export async function loadCheckpoint(rt: Runtime, dir: string, model: TrainableM
       await f.close();
     }
   };
-  const weights = await readAll(join(path, 'weights.safetensors'));
-  const params = model.params();
-  const missing = [...params.keys()].filter((n) => !weights.has(n));
-  if (missing.length) throw new WeightError(`${path}: checkpoint lacks ${missing.length} module tensors (${missing.slice(0, 5).join(', ')}...); it is from another config`);
-  for (const [n, p] of params) p.set(weights.get(n)!.reshape(p.shape));
-  for (const t of weights.values()) t.dispose();
+  // Written into the live tensors, so optimisers holding them keep working.
+  const wf = await SafetensorsFile.open(join(path, 'weights.safetensors'));
+  try {
+    const params = model.params();
+    const missing = [...params.keys()].filter((n) => !wf.tensors.has(n));
+    if (missing.length) throw new WeightError(`${path}: checkpoint lacks ${missing.length} module tensors (${missing.slice(0, 5).join(', ')}...); it is from another config`);
+    for (const [n, p] of params) {
+      const data = await wf.readF32(n);
+      if (data.length !== p.shape.reduce((a, b) => a * b, 1)) throw new WeightError(`${path}: '${n}' has ${data.length} values, the module expects [${p.shape}]`);
+      if (p.value) p.value.write(data);
+      else p.set(Tensor.from(rt, data, p.shape, 'f32', n));
+    }
+  } finally {
+    await wf.close();
+  }
   opt.importState({ step: state.optimizerStep, tensors: await readAll(join(path, 'optimizer.safetensors')) });
   return state;
 }
@@ -243,7 +263,7 @@ export async function train(rt: Runtime, model: TrainableModel, opt: TrainOptimi
         lossTerms.push(r.loss);
       }
       const skipped = weight === 0;
-      if (!skipped) scope(() => opt.step(trainedParams(model), grads));
+      if (!skipped) opt.step(trainedParams(model), grads);
       step++;
       let loss: number | null = null;
       if (step % lossEvery === 0 || step === o.steps) {
@@ -270,4 +290,79 @@ export async function train(rt: Runtime, model: TrainableModel, opt: TrainOptimi
     for (const g of grads.values()) g.dispose();
   }
   return { step, logs };
+}
+
+/** A narrow module with the official structure (the B_small fixture's widths, 32x32
+ *  masks) for tests and smoke runs: trains in seconds on a software adapter. */
+export const TINY_GROUNDING_CONFIG: GroundingConfig = {
+  feature_channels: { low: [32, 32, 32, 32, 32, 32], mid: [16, 32, 32, 32, 32, 32], high: [8, 16, 16, 32, 16, 16], highest: [8, 8, 8, 16, 8, 8, 8] },
+  feature_res: { low: 2, mid: 4, high: 8, highest: 16 },
+  low_feature_size: 4, mid_feature_size: 8, high_feature_size: 16,
+  proj_channels: { low: 4, mid: 4, high: 8, highest: 8 },
+  out_size: 32, patch_size: 4,
+  embedding_dim: 32, num_heads: 4, num_layers: 2, hidden_dim: 64, context_dim: 24, mlp_layers: 3,
+  bn_eps: 1e-4, bn_momentum: 0.1, sn_eps: 1e-4, sn_num_itrs: 1,
+};
+
+/** The grounding module as the loop trains it (train mode, tapes kept for backward). */
+export function segmoduleTrainable(m: Segmodule): TrainableModel & { forwardFn: (b: GroundingInputs[], o: { training: boolean; outSize?: number }) => { logits: Tensor[] } } {
+  return {
+    params: () => namedParams(m),
+    forward: (batch) => groundingForward(m, batch, { training: true, keepForBackward: true }),
+    backward: (fwd, dlogits, into) => {
+      groundingBackward(m, fwd as GroundingForward, dlogits, { into });
+    },
+    forwardFn: (batch, o) => groundingForward(m, batch, o),
+  };
+}
+
+/** torch.optim.Adam / AdamW over the model's trained parameters; state as m.<name>, v.<name>. */
+export function adamOptimizer(model: TrainableModel, kind: 'adam' | 'adamw', opts: AdamOptions): TrainOptimizer {
+  const tensors = new Map<string, Tensor>();
+  for (const [name, p] of model.params()) if (p.kind === 'param') tensors.set(name, p.t);
+  const adam = kind === 'adamw' ? new AdamW(tensors, opts) : new Adam(tensors, opts);
+  return {
+    step: (_params, grads) => adam.update(grads),
+    exportState: () => {
+      const st = adam.state();
+      const out = new Map<string, Tensor>();
+      for (const [k, t] of st.expAvg) out.set(`m.${k}`, t);
+      for (const [k, t] of st.expAvgSq) out.set(`v.${k}`, t);
+      return { step: st.step, tensors: out };
+    },
+    importState: (st) => {
+      const pick = (prefix: string) => new Map([...st.tensors].filter(([k]) => k.startsWith(prefix)).map(([k, t]) => [k.slice(prefix.length), t]));
+      adam.loadState({ step: st.step, expAvg: pick('m.'), expAvgSq: pick('v.') });
+    },
+  };
+}
+
+export type ConfigName = 'tiny' | 'sd1';
+
+export interface GroundingTrainOptions extends Omit<TrainOptions, 'runInfo'> {
+  config: ConfigName;
+  /** A folder of sample files, or null to train on the synthetic task. */
+  data: string | null;
+  seed: number;
+  optimizer?: 'adam' | 'adamw';
+  weightDecay?: number;
+}
+
+/** Builds the module (seeded init), the data source and the optimiser, then trains. */
+export async function trainGrounding(rt: Runtime, o: GroundingTrainOptions): Promise<TrainResult & { module: Segmodule }> {
+  const config = o.config === 'sd1' ? SD1_GROUNDING_CONFIG : TINY_GROUNDING_CONFIG;
+  const seg = new Segmodule(config);
+  seg.initRandom(rt, o.seed);
+  const model = segmoduleTrainable(seg);
+  let data: SampleSource;
+  if (o.data === null) {
+    const task = new SyntheticTask(config, { seed: o.seed, absentProb: o.strategy === 'no-zero-masks' ? 0.2 : 0 });
+    data = { at: (k) => task.sample('seen', k) };
+  } else {
+    data = await SampleFolder.open(o.data, o.seed);
+  }
+  const opt = adamOptimizer(model, o.optimizer ?? 'adam', { lr: o.lr, weightDecay: o.weightDecay });
+  const runInfo = { config: o.config, data: o.data ?? 'synthetic', seed: o.seed, batch: o.batch ?? 1, accum: o.accum ?? 1, strategy: o.strategy ?? 'normal', dice: o.dice ?? 0, optimizer: o.optimizer ?? 'adam' };
+  const res = await train(rt, model, opt, data, { ...o, runInfo });
+  return { ...res, module: seg };
 }
