@@ -21,6 +21,7 @@ import { Segmodule } from '../../src/models/grounding/segmodule.js';
 import {
   adamOptimizer, segmoduleTrainable, TINY_GROUNDING_CONFIG, microBatch, rowWeights, train, uploadSample, type GroundingInputs, type TrainableModel, type TrainOptimizer,
 } from '../../src/pipeline/train.js';
+import { keep } from '../../src/tensor/scope.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { randomArray, runtime } from '../helpers.js';
 
@@ -174,6 +175,67 @@ describe('training loop', () => {
     expect(skip.loss).toBe(ref.loss);
     expect(normal.loss).toBeGreaterThan(ref.loss);
     expect(Array.from(normal.g)).not.toEqual(Array.from(ref.g));
+    // The loss gradient the module receives is exactly zero on the empty class's row.
+    let captured: Tensor | null = null;
+    const spy: TrainableModel = { ...model, backward: (f, d, into) => { captured = keep(d[0]); model.backward(f, d, into); } };
+    const g = new Map([['weight', Tensor.zeros(rt, [12, SPEC.context_dim])], ['bias', Tensor.zeros(rt, [1])]]);
+    microBatch(rt, spy, [s], g, { strategy: 'no-zero-masks', dice: 0.5, scale: 1 }).loss.dispose();
+    for (const t of g.values()) t.dispose();
+    expect(captured).not.toBeNull();
+    const dl = captured as unknown as Tensor;
+    const rows = await dl.toArray();
+    dl.dispose();
+    expect(rows.subarray(S * S).every((v) => v === 0)).toBe(true);
+    expect(rows.subarray(0, S * S).some((v) => v !== 0)).toBe(true);
+  });
+
+  it('adds dice * Dice to the BCE, and accumulation over micro-batches equals one larger batch', async () => {
+    const rt = await runtime();
+    const m = freshModel(rt, 6);
+    const model = dotModel(rt, m);
+    const samples = [task.sample('seen', 1), task.sample('seen', 2)];
+    const lossOf = async (dice: number) => {
+      const g = new Map([['weight', Tensor.zeros(rt, [12, SPEC.context_dim])], ['bias', Tensor.zeros(rt, [1])]]);
+      const { loss } = microBatch(rt, model, samples, g, { strategy: 'normal', dice, scale: 0.5 });
+      const v = (await loss.toArray())[0];
+      loss.dispose();
+      for (const t of g.values()) t.dispose();
+      return v;
+    };
+    const bce = await lossOf(0);
+    const both = await lossOf(2);
+    // Dice per class on sigmoid(logits), from the host logits.
+    let dice = 0;
+    const fwd = model.forward(samples.map((x) => uploadSample(rt, x)));
+    for (const [b, x] of samples.entries()) {
+      const l = await fwd.logits[b].toArray();
+      const P = SPEC.out_size ** 2;
+      for (let c = 0; c < x.classes.length; c++) {
+        let inter = 0;
+        let ps = 0;
+        let ts = 0;
+        for (let i = 0; i < P; i++) {
+          const p = 1 / (1 + Math.exp(-l[c * P + i]));
+          const t = x.target.data[c * P + i];
+          inter += p * t;
+          ps += p;
+          ts += t;
+        }
+        dice += 0.5 * (1 - (2 * inter + 1) / (ps + ts + 1));
+      }
+    }
+    for (const t of fwd.logits) t.dispose();
+    expect(Math.abs(both - (bce + 2 * dice))).toBeLessThan(1e-5 * both);
+    const a = freshModel(rt, 6);
+    const b = freshModel(rt, 6);
+    await train(rt, dotModel(rt, a), sgdMomentum(rt, 0.05, 0.9), data, { out: join(dir, 'accum'), steps: 2, lr: 0.05, batch: 1, accum: 2, progress: false });
+    await train(rt, dotModel(rt, b), sgdMomentum(rt, 0.05, 0.9), data, { out: join(dir, 'batch'), steps: 2, lr: 0.05, batch: 2, progress: false });
+    const wa = await a.weight.t.toArray();
+    const wb = await b.weight.t.toArray();
+    let num = 0;
+    let den = 0;
+    wa.forEach((v, i) => ((num += (v - wb[i]) ** 2), (den += wb[i] ** 2)));
+    expect(Math.sqrt(num / den)).toBeLessThan(1e-6);
   });
 });
 
