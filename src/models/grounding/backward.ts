@@ -161,7 +161,8 @@ function imageBackward(m: Segmodule, t: ImageTape, dlogits: Tensor, sink: Sink, 
 /**
  * Gradients given dlogits per image (same shapes as fwd.logits). Parameter gradients are
  * summed over the images; with `into`, added in place into those tensors (missing names
- * are created), so one map can accumulate over batches.
+ * are created), so one map can accumulate over batches. Frees fwd's tapes (and with them
+ * the forward's intermediates, which share their tensors); fwd.logits stay.
  */
 export function groundingBackward(
   m: Segmodule, fwd: GroundingForward, dlogits: Tensor[], opts: { inputGrads?: boolean; into?: Map<string, Tensor> } = {},
@@ -187,10 +188,12 @@ export function groundingBackward(
     if (r.features) features.push(r.features);
     if (r.text) text.push(r.text);
   });
+  // A tape serves one backward: free it now (a training step's largest allocation).
+  disposeTapes(fwd);
   return opts.inputGrads ? { params, features, textEmbedding: text } : { params };
 }
 
-/** Frees the tensors a forward kept for the backward. */
+/** Frees the tensors a forward kept for the backward (done by groundingBackward). */
 export function disposeTapes(fwd: GroundingForward): void {
   const seen = new Set<unknown>();
   const walk = (v: unknown): void => {
