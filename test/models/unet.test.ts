@@ -1,5 +1,4 @@
-// UNet2DConditionModel: the golden diffusers fixtures through the parity handler (every
-// noise_pred and hook row), the 25 grounding taps against the grounding README table on
+// UNet2DConditionModel (the golden fixtures run in test/pipeline/parity.test.ts): the 25 grounding taps against the grounding README table on
 // an SD-structured config scaled down 10x in width and 4x in size, cross-attention maps,
 // config validation, and the fused GEGLU kernel against float64.
 import { describe, expect, it } from 'vitest';
@@ -33,18 +32,6 @@ function randomWeights(rt: Runtime, model: Module, seed: number): Map<string, Fl
 }
 
 describe('UNet2DConditionModel', () => {
-  for (const fixture of ['unet_tiny', 'unet_sd']) {
-    it(`matches the ${fixture} golden fixture (noise_pred and every stored hook)`, async () => {
-      const dir = goldenDir(fixture);
-      if (!dir) return;
-      const report = await runParity(dir);
-      const worst = Math.max(...report.rows.map((r) => r.rel));
-      console.log(`${fixture}: ${report.rows.length} rows, worst rel_max ${worst.toExponential(2)}`);
-      for (const r of report.rows) expect(r.pass, `${r.name}: rel ${r.rel} (tol ${r.tol}) ${r.error ?? ''}`).toBe(true);
-      expect(report.rows.some((r) => r.name.endsWith('.hook.mid_block'))).toBe(true);
-    }, 120_000);
-  }
-
   it('exposes the 25 grounding taps with the README table shapes (scaled) and cross-attention maps', async () => {
     const rt = await runtime();
     const model = new UNet2DConditionModel(SCALED_SD);

@@ -30,6 +30,13 @@ async function loadHandler(component: string): Promise<ParityHandler | null> {
   return mod.handler ?? null;
 }
 
+/** JSON as Python's json.dump writes it: bare NaN / Infinity / -Infinity are allowed. */
+export function parsePythonJson(text: string): Record<string, unknown> {
+  const marked = text.replace(/(:\s*|\[\s*|,\s*)(-?Infinity|NaN)(?=\s*[,\]}])/g, '$1"__py_$2"');
+  const special: Record<string, number> = { __py_Infinity: Infinity, '__py_-Infinity': -Infinity, __py_NaN: NaN };
+  return JSON.parse(marked, (_, v) => (typeof v === 'string' && v in special ? special[v] : v)) as Record<string, unknown>;
+}
+
 export async function readManifest(dir: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
@@ -38,7 +45,7 @@ export async function readManifest(dir: string): Promise<Record<string, unknown>
     throw new InputError(`${dir} has no manifest.json: not a golden fixture folder`);
   }
   try {
-    return JSON.parse(text) as Record<string, unknown>;
+    return parsePythonJson(text);
   } catch (e) {
     throw new InputError(`${join(dir, 'manifest.json')} is not valid JSON: ${(e as Error).message}`);
   }
