@@ -31,6 +31,7 @@ export const benchCommand: Command = {
   ].join('\n'),
   async run(argv) {
     if (argv[0] === 'grounding') return (await import('./bench_grounding.js')).benchGroundingCommand.run(argv.slice(1));
+    if (argv[0] === 'model') return (await import('./bench_model.js')).benchModel(argv.slice(1));
     let parsed;
     try {
       parsed = parseArgs({

@@ -14,6 +14,7 @@ const commands: Record<string, () => Promise<Command>> = {
   parity: async () => (await import('./parity.js')).parityCommand,
   bench: async () => (await import('./bench.js')).benchCommand,
   train: async () => (await import('./train.js')).trainCommand,
+  generate: async () => (await import('./generate.js')).generateCommand,
 
 };
 
