@@ -1,3 +1,4 @@
+// Grounding module (the golden B_small / A_real fixtures run in test/pipeline/parity.test.ts).
 import { describe, expect, it } from 'vitest';
 import { groundingBackward } from '../../src/models/grounding/backward.js';
 import { GROUPS, SD1_GROUNDING_CONFIG, type Group, type GroundingConfig } from '../../src/models/grounding/config.js';
@@ -5,9 +6,6 @@ import { groundingForward, type GroundingSample } from '../../src/models/groundi
 import { Segmodule } from '../../src/models/grounding/segmodule.js';
 import { bceWithLogits, bceWithLogitsBackward } from '../../src/nn/loss.js';
 import { countParams, namedParams } from '../../src/nn/module.js';
-import { readManifest } from '../../src/pipeline/parity/index.js';
-import { runGroundingParity } from '../../src/pipeline/parity/grounding.js';
-import { evaluate } from '../../src/pipeline/parity/types.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { expectClose, goldenDir, randomTensor, runtime } from '../helpers.js';
 
@@ -85,22 +83,4 @@ describe('grounding module', () => {
       if (p.kind === 'buffer') expectClose(await p.t.toArray(), await singleParams.get(name)!.t.toArray(), { label: `buffer ${name}`, relL2: 1e-6 });
     }
    }, 180_000);
-
-  it('B_small golden fixture: every parity row passes', async () => {
-    const dir = goldenDir('grounding/B_small');
-    if (!dir) return;
-    const rows = (await runGroundingParity(dir, await readManifest(dir), () => {})).map(evaluate);
-    const failed = rows.filter((r) => !r.pass).map((r) => `${r.name}: ${r.rel}`);
-    expect(failed).toEqual([]);
-    expect(rows.length).toBeGreaterThan(500);
-  }, 120_000);
-
-  // Real widths, 512x512 outputs: about 2 minutes on an idle 2-core lavapipe (7 when the
-  // cores are shared), so it runs under CI or with GROUNDING_A_REAL=1.
-  it.runIf(process.env.CI === 'true' || process.env.GROUNDING_A_REAL === '1')('A_real golden fixture: every parity row passes', async () => {
-    const dir = goldenDir('grounding/A_real');
-    if (!dir) return;
-    const rows = (await runGroundingParity(dir, await readManifest(dir), () => {})).map(evaluate);
-    expect(rows.filter((r) => !r.pass).map((r) => `${r.name}: ${r.rel}`)).toEqual([]);
-  }, 3_600_000);
 });
