@@ -1,4 +1,4 @@
-// `grounded-sd bench kernels`: every kernel benchmark case (bench/kernels/*.ts) against
+// `grounded-sd bench kernels|model|grounding`. kernels: every kernel benchmark case (bench/kernels/*.ts) against
 // the adapter's roofline (probed in the same run) and tfjs-backend-webgpu on the same
 // adapter. Progress goes to stderr, the table and the target summary to stdout.
 import { parseArgs } from 'node:util';
@@ -10,7 +10,11 @@ import {
 } from '../../bench/report.js';
 import type { Command } from './main.js';
 
-const USAGE = 'grounded-sd bench kernels [--json FILE] [--filter SUBSTR] [--reps N] [--trials N] [--no-peer] [--png FILE]';
+const USAGE = [
+  'grounded-sd bench kernels [--json FILE] [--filter SUBSTR] [--reps N] [--trials N] [--no-peer] [--png FILE]',
+  '       grounded-sd bench model --model sd15 --size S [--json FILE] [--warmup N] [--steps-only]',
+  '       grounded-sd bench grounding [--json FILE] [--config sd1|tiny] [--classes N] [--reps N]',
+].join('\n');
 
 function positiveInt(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -20,7 +24,7 @@ function positiveInt(name: string, v: string | undefined): number | undefined {
 }
 
 export const benchCommand: Command = {
-  summary: 'benchmark the WGSL kernels against the adapter roofline and tfjs-backend-webgpu',
+  summary: 'benchmark kernels (vs roofline and tfjs), the SD 1.5 model stages, or the grounding module',
   usage: `${USAGE}\n\n` + [
     '  --json FILE      rows as a JSON array; adapter and probe in FILE.meta.json',
     '  --filter SUBSTR  only cases whose "family op shape" contains SUBSTR',

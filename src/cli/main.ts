@@ -41,7 +41,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const cmd = await load();
-  if (rest.includes('--help') || rest.includes('-h')) {
+  if (rest[0] === '--help' || rest[0] === '-h') {
     console.log(`${cmd.summary}\n\nusage: ${cmd.usage}`);
     return 0;
   }
@@ -51,6 +51,11 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof EngineError) {
       console.error(`grounded-sd ${name}: ${e.name}: ${e.message}`);
       return 1;
+    }
+    const code = (e as { code?: string }).code ?? '';
+    if (code.startsWith('ERR_PARSE_ARGS') || e instanceof RangeError) {
+      console.error(`grounded-sd ${name}: ${(e as Error).message}\nusage: ${cmd.usage.split('\n\n')[0]}`);
+      return 2;
     }
     throw e;
   }
