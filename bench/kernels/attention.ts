@@ -12,6 +12,7 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import type { Runtime } from '../../src/gpu/runtime.js';
 import { attentionRef } from '../../test/ref/attention.js';
 import type { BenchCase, BenchInstance, PeerInstance } from './types.js';
+import { randomArray, relL2 } from '../data.js';
 
 interface Spec {
   shape: string;
@@ -28,25 +29,6 @@ const SPECS: Spec[] = [
 
 /** Query rows checked against the float64 reference (all heads, all keys). */
 const CHECK_ROWS = 16;
-
-/** Seeded uniform values in [lo, hi) (test/helpers.ts imports vitest, so not from there). */
-function randomArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  let x = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    return lo + ((hi - lo) * x) / 4294967296;
-  });
-}
-
-function relL2(actual: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (actual[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 function inputs(s: Spec) {
   const C = s.H * s.D;

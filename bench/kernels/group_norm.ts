@@ -14,6 +14,7 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import type { Runtime } from '../../src/gpu/runtime.js';
 import { groupNormRef } from '../../test/ref/group_norm.js';
 import type { BenchCase, BenchInstance, PeerInstance } from './types.js';
+import { randomArray, relL2 } from '../data.js';
 
 const N = 1;
 const C = 320;
@@ -23,25 +24,6 @@ const G = 32;
 const EPS = 1e-5;
 const S = H * W;
 const SIZE = N * C * S;
-
-/** Seeded uniform values in [lo, hi) (test/helpers.ts imports vitest, so not from there). */
-function randomArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  let x = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    return lo + ((hi - lo) * x) / 4294967296;
-  });
-}
-
-function relL2(actual: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (actual[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 function inputs() {
   return { x: randomArray(SIZE, 1, -2, 3), weight: randomArray(C, 2, 0.5, 1.5), bias: randomArray(C, 3) };
