@@ -217,10 +217,10 @@ export class StableDiffusion {
     return typeof cls === 'string' ? schedulerNameForClass(cls) : 'pndm';
   }
 
-  /** Latent spatial factor (8 for SD 1.x) times the UNet's own down factor: image sides
-   *  must be multiples of this. */
+  /** Image sides must be multiples of the VAE's factor (8 for SD 1.x); the UNet handles
+   *  latent sides its down path does not halve evenly (as diffusers' upsample_size). */
   get sizeMultiple(): number {
-    return this.vae.scaleFactor * 2 ** (this.unet.resolved.blockOut.length - 1);
+    return this.vae.scaleFactor;
   }
 
   /** Text states [prompts.length, 77, hidden] (CLIP's last hidden state). */

@@ -50,8 +50,7 @@ function checkOptions(sd: StableDiffusion, o: GenerateOptions): void {
   const bad: string[] = [];
   const m = sd.sizeMultiple;
   for (const [k, v] of [['height', o.height], ['width', o.width]] as const) {
-    if (!Number.isInteger(v) || v <= 0 || v % 8 !== 0) bad.push(`${k} ${v} must be a positive multiple of 8`);
-    else if (v % m !== 0) bad.push(`${k} ${v} must be a multiple of ${m} for this model (VAE factor ${sd.vae.scaleFactor} x UNet down factor ${m / sd.vae.scaleFactor}); try ${Math.max(m, Math.round(v / m) * m)}`);
+    if (!Number.isInteger(v) || v <= 0 || v % m !== 0) bad.push(`${k} ${v} must be a positive multiple of ${m}; try ${Math.max(m, Math.round(v / m) * m)}`);
   }
   if (!Number.isInteger(o.steps) || o.steps < 1) bad.push(`steps ${o.steps} must be a positive integer`);
   const B = o.batchSize ?? 1;

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { ShapeError } from '../../src/gpu/errors.js';
 import type { Runtime } from '../../src/gpu/runtime.js';
 import { FeedForward, Transformer2DModel } from '../../src/models/unet/attention.js';
-import { Downsample2D } from '../../src/models/unet/blocks.js';
+import { Downsample2D, Upsample2D } from '../../src/models/unet/blocks.js';
 import { ForwardContext } from '../../src/models/unet/context.js';
 import { GROUNDING_TAPS, SD15_UNET_CONFIG, UNet2DConditionModel, type UNet2DConditionConfig } from '../../src/models/unet/index.js';
 import type { Module } from '../../src/nn/module.js';
@@ -78,7 +78,10 @@ describe('UNet2DConditionModel', () => {
     for (const t of [out.sample, ...out.taps.values(), ...maps.values()]) t.dispose();
     expect(rt.memory().liveBytes).toBe(live);
     expect(() => model.forward(rt, sample, [500], ehs, { taps: ['input_blocks.12'] })).toThrow(/unknown taps input_blocks\.12/);
-    expect(() => model.forward(rt, randomTensor(rt, [1, 4, 12, 12], 3).t, [1], ehs)).toThrow(/divisible by 8/);
+    // 12x12 latents halve to 6, 3, 2: the upsampler crops 4 back to 3 to meet its skip.
+    const odd = model.forward(rt, randomTensor(rt, [1, 4, 12, 12], 3).t, [1], ehs);
+    expect(odd.sample.shape).toEqual([1, 4, 12, 12]);
+    for (const v of await odd.sample.toArray()) expect(Number.isFinite(v)).toBe(true);
   }, 60_000);
 
   it('rejects bad configs by key name, printing the values', () => {
@@ -176,5 +179,31 @@ describe('UNet2DConditionModel', () => {
       ref[((b * C + o) * Ho + i) * Wo + j] = acc;
     }
     expectClose(await y.toArray(), ref, { label: 'downsample pad 0', relL2: TOL.matmul });
+  });
+});
+
+describe('Upsample2D to an odd skip size', () => {
+  it('2x nearest cropped to 2H-1 equals PyTorch nearest resize (src = floor(dst * in / out))', async () => {
+    const rt = await runtime();
+    const [N, C, H, W] = [2, 3, 5, 6];
+    const { t: x, data } = randomTensor(rt, [N, C, H, W], 91);
+    const up = new Upsample2D(C);
+    // Identity 3x3 conv (centre tap 1, zero bias) exposes the resized map itself.
+    const w = new Float32Array(C * C * 9);
+    for (let c = 0; c < C; c++) w[(c * C + c) * 9 + 4] = 1;
+    up.conv.weight.set(Tensor.from(rt, w, [C, C, 3, 3]));
+    up.conv.bias?.set(Tensor.zeros(rt, [C]));
+    const [oh, ow] = [2 * H - 1, 2 * W - 1];
+    const y = await up.forward(x, [oh, ow]).toArray();
+    const ref = new Float64Array(N * C * oh * ow);
+    for (let p = 0; p < N * C; p++) {
+      for (let i = 0; i < oh; i++) {
+        for (let j = 0; j < ow; j++) {
+          ref[(p * oh + i) * ow + j] = data[(p * H + Math.floor((i * H) / oh)) * W + Math.floor((j * W) / ow)];
+        }
+      }
+    }
+    expectClose(y, ref, { label: 'upsample to odd size', relL2: 1e-7 });
+    expect(() => up.forward(x, [2 * H - 2, 2 * W])).toThrow(/cannot resize/);
   });
 });

@@ -8,6 +8,7 @@ import { concat } from '../../nn/layout.js';
 import { pad2d } from '../../nn/pad.js';
 import { Module } from '../../nn/module.js';
 import { upsampleNearest2x } from '../../nn/resize.js';
+import { window2d } from '../../nn/pad.js';
 import { scope } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { Transformer2DModel } from './attention.js';
@@ -36,9 +37,21 @@ export class Upsample2D extends Module {
     super();
     this.conv = new Conv2d(channels, channels, 3, 1, 1);
   }
-  /** x [B, C, H, W] -> [B, C, 2H, 2W]. */
-  forward(x: Tensor): Tensor {
-    return scope(() => this.conv.forward(upsampleNearest2x(x)));
+  /** x [B, C, H, W] -> [B, C, 2H, 2W], or [B, C, size] when the skip it meets is odd-sized
+   *  (diffusers' upsample_size). Nearest resize from H to 2H - 1 picks source row
+   *  floor(i * H / (2H - 1)) = floor(i / 2), so it equals 2x upsampling cropped. */
+  forward(x: Tensor, size?: readonly [number, number]): Tensor {
+    return scope(() => {
+      let up = upsampleNearest2x(x);
+      const [h, w] = size ?? [up.shape[2], up.shape[3]];
+      if (h !== up.shape[2] || w !== up.shape[3]) {
+        if (h < up.shape[2] - 1 || h > up.shape[2] || w < up.shape[3] - 1 || w > up.shape[3]) {
+          throw new InputError(`Upsample2D: cannot resize ${x.shape[2]}x${x.shape[3]} to ${h}x${w} (expected 2x or 2x - 1)`);
+        }
+        up = window2d(up, 0, 0, h, w);
+      }
+      return this.conv.forward(up);
+    });
   }
 }
 
@@ -163,13 +176,14 @@ abstract class UpBlockBase extends Module {
 
   /** Consumes x and `skips` (this block's res samples in down-path order, used last
    *  first): each is freed once concatenated, unless it is a requested tap. */
-  forward(ctx: ForwardContext, x: Tensor, skips: Tensor[], path: string): Tensor {
+  /** `upsampleSize`: spatial size of the next block's skips (odd sizes crop the 2x upsample). */
+  forward(ctx: ForwardContext, x: Tensor, skips: Tensor[], path: string, upsampleSize?: readonly [number, number]): Tensor {
     if (skips.length !== this.resnets.length) throw new InputError(`${path}: expected ${this.resnets.length} skip tensors, got ${skips.length}`);
     let h = x;
     this.resnets.forEach((resnet, i) => {
       const skip = skips[skips.length - 1 - i];
       if (skip.shape[2] !== h.shape[2] || skip.shape[3] !== h.shape[3]) {
-        throw new InputError(`${path}: skip [${skip.shape}] and hidden states [${h.shape}] differ in size; the sample size must be divisible by 2^(number of upsamplers)`);
+        throw new InputError(`${path}: skip [${skip.shape}] and hidden states [${h.shape}] differ in size`);
       }
       const prev = h;
       h = scope(() => {
@@ -178,7 +192,7 @@ abstract class UpBlockBase extends Module {
         ctx.release(prev);
         let y = resnet.forward(ctx, cat);
         if (this.attentions) y = this.attentions[i].forward(ctx, y, `${path}.attentions.${i}`);
-        if (i === this.resnets.length - 1 && this.upsamplers) y = this.upsamplers[0].forward(y);
+        if (i === this.resnets.length - 1 && this.upsamplers) y = this.upsamplers[0].forward(y, upsampleSize);
         return y;
       });
       ctx.tapOutput(h);

@@ -137,7 +137,9 @@ export class UNet2DConditionModel extends Module {
 
       this.up_blocks.forEach((block, i) => {
         const mine = skips.splice(skips.length - block.resnets.length);
-        h = block.forward(ctx, h, mine, `up_blocks.${i}`);
+        const next = skips[skips.length - 1];
+        const size: [number, number] | undefined = next ? [next.shape[2], next.shape[3]] : undefined;
+        h = block.forward(ctx, h, mine, `up_blocks.${i}`, size);
         ctx.tap(`up_blocks.${i}`, h);
       });
 
@@ -154,10 +156,6 @@ export class UNet2DConditionModel extends Module {
     const [B, C, H, W] = sample.shape;
     if (sample.shape.length !== 4 || C !== c.inChannels) {
       throw new ShapeError(`UNet2DConditionModel: sample ${sample.toString()} must be [B, ${c.inChannels}, H, W]`);
-    }
-    const factor = 2 ** (c.blockOut.length - 1);
-    if (H % factor !== 0 || W % factor !== 0) {
-      throw new InputError(`UNet2DConditionModel: sample size ${H}x${W} must be divisible by ${factor} (2^number of upsamplers) so every skip matches its up block`);
     }
     if (timesteps.length !== 1 && timesteps.length !== B) {
       throw new InputError(`UNet2DConditionModel: ${timesteps.length} timesteps for a batch of ${B}; pass one per row or a single one`);
