@@ -137,9 +137,11 @@ export class SafetensorsFile {
   }
 }
 
+export type WritableDType = 'F32' | 'F16' | 'I64' | 'I32' | 'U8';
+
 export async function writeSafetensors(
   path: string,
-  tensors: Record<string, { dtype: 'F32' | 'F16' | 'I64' | 'I32'; shape: number[]; data: ArrayBufferView }>,
+  tensors: Record<string, { dtype: WritableDType; shape: number[]; data: ArrayBufferView }>,
   metadata?: Record<string, string>,
 ): Promise<void> {
   const header: Record<string, unknown> = {};

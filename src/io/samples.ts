@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { InputError, WeightError } from '../gpu/errors.js';
 import { f32ToF16Array } from '../tensor/f16.js';
 import { numel } from '../tensor/tensor.js';
-import { SafetensorsFile, writeSafetensors } from './safetensors.js';
+import { SafetensorsFile, writeSafetensors, type WritableDType } from './safetensors.js';
 
 export const SAMPLE_FORMAT = 'grounded-sd.sample/1';
 export const FEATURE_GROUPS = ['low', 'mid', 'high', 'highest'] as const;
@@ -37,7 +37,7 @@ export interface WriteSampleOptions {
   targetDtype?: 'U8' | 'F32';
 }
 
-type StoredTensor = { dtype: 'F32' | 'F16' | 'I64' | 'I32'; shape: number[]; data: ArrayBufferView };
+type StoredTensor = { dtype: WritableDType; shape: number[]; data: ArrayBufferView };
 
 export function checkSample(s: TrainingSample, where: string): void {
   const n = s.classes.length;
@@ -79,7 +79,7 @@ export async function writeSample(path: string, s: TrainingSample, opts: WriteSa
     for (let i = 0; i < u8.length; i++) u8[i] = s.target.data[i] > 0.5 ? 1 : 0;
     // writeSafetensors' signature lists the dtypes the weights code needs; its item-size
     // table already knows U8, so the bytes and header come out right.
-    tensors.target = { dtype: 'U8' as StoredTensor['dtype'], shape: s.target.shape, data: u8 };
+    tensors.target = { dtype: 'U8', shape: s.target.shape, data: u8 };
   }
   await writeSafetensors(path, tensors, { format: SAMPLE_FORMAT, classes: JSON.stringify(s.classes), prompt: s.prompt });
 }
