@@ -40,13 +40,7 @@ struct Params {
 
 var<workgroup> red: array<vec3<f32>, WG>;
 
-fn chan_merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
-  let n = a.x + b.x;
-  if (n == 0.0) { return a; }
-  let d = b.y - a.y;
-  let f = b.x / n;
-  return vec3<f32>(n, a.y + d * f, a.z + b.z + d * d * a.x * f);
-}
+// #include "welford.wgsl"
 
 @group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read_write> running_mean: array<T>;

@@ -48,13 +48,7 @@ struct Params {
 // (count, mean, M2) per thread for the stats tree.
 var<workgroup> red: array<vec3<f32>, WG>;
 
-fn chan_merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
-  let n = a.x + b.x;
-  if (n == 0.0) { return a; }
-  let d = b.y - a.y;
-  let f = b.x / n;
-  return vec3<f32>(n, a.y + d * f, a.z + b.z + d * d * a.x * f);
-}
+// #include "welford.wgsl"
 
 // Tree merge over the workgroup; thread 0 writes the chunk's (mean, M2).
 fn write_partial(lid: u32, own: vec3<f32>, g: u32) {
