@@ -17,7 +17,6 @@ export * from './nn/softmax.js';
 export * from './nn/reduce.js';
 export * from './nn/loss.js';
 export * from './nn/resize.js';
-export * from './nn/bicubic.js';
 export * from './nn/layout.js';
 export * from './nn/unfold.js';
 export * from './nn/embedding.js';

@@ -1,13 +1,16 @@
-// `grounded-sd bench kernels|model|grounding`. kernels: every kernel benchmark case (bench/kernels/*.ts) against
+// `grounded-sd bench kernels|model|grounding`. kernels: every kernel benchmark case (src/bench/kernels) against
 // the adapter's roofline (probed in the same run) and tfjs-backend-webgpu on the same
-// adapter. Progress goes to stderr, the table and the target summary to stdout.
+// adapter (a dev dependency: without it the table has no tfjs columns). Progress goes to
+// stderr, the table and the target summary to stdout.
 import { parseArgs } from 'node:util';
-import { debugFlags } from '../gpu/debug.js';
-import { Runtime } from '../gpu/runtime.js';
-import { runBench } from '../../bench/run.js';
 import {
   evaluateTargets, formatTable, formatTargets, metaPath, writeJsonAtomic, writePngAtomic,
-} from '../../bench/report.js';
+} from '../bench/report.js';
+import { runBench } from '../bench/run.js';
+import { debugFlags } from '../gpu/debug.js';
+import { Runtime } from '../gpu/runtime.js';
+import { benchGroundingCommand } from './bench_grounding.js';
+import { benchModel, benchModelUsage } from './bench_model.js';
 import type { Command } from './main.js';
 
 const USAGE = [
@@ -34,8 +37,21 @@ export const benchCommand: Command = {
     '  --png FILE       bar chart of the speedup over tfjs per row',
   ].join('\n'),
   async run(argv) {
-    if (argv[0] === 'grounding') return (await import('./bench_grounding.js')).benchGroundingCommand.run(argv.slice(1));
-    if (argv[0] === 'model') return (await import('./bench_model.js')).benchModel(argv.slice(1));
+    const help = argv[1] === '--help' || argv[1] === '-h';
+    if (argv[0] === 'grounding') {
+      if (!help) return benchGroundingCommand.run(argv.slice(1));
+      console.log(`${benchGroundingCommand.summary}\n\nusage: ${benchGroundingCommand.usage}`);
+      return 0;
+    }
+    if (argv[0] === 'model') {
+      if (!help) return benchModel(argv.slice(1));
+      console.log(`usage: ${benchModelUsage}`);
+      return 0;
+    }
+    if (argv[0] === 'kernels' && help) {
+      console.log(`${benchCommand.summary}\n\nusage: ${benchCommand.usage}`);
+      return 0;
+    }
     let parsed;
     try {
       parsed = parseArgs({
@@ -87,25 +103,24 @@ export const benchCommand: Command = {
       if (result.peer) console.log(`peer:    tfjs-backend-webgpu on ${result.peer.adapter}`);
       console.log(`probe:   ${probe.fmaGflops.toFixed(2)} GFLOP/s (vec4 FMA), ${probe.copyGbps.toFixed(2)} GB/s (copy, read+write); timing: ${result.timing}`);
       console.log('');
-      console.log(rows.length ? formatTable(rows) : `no cases matched${values.filter ? ` '${values.filter}'` : ''}`);
+      console.log(rows.length ? formatTable(rows, { peer: result.peer !== null }) : `no cases matched${values.filter ? ` '${values.filter}'` : ''}`);
       console.log('');
       console.log(formatTargets(targets));
       if (values.json) {
-        writeJsonAtomic(values.json, rows);
-        writeJsonAtomic(metaPath(values.json), {
+        await writeJsonAtomic(values.json, rows);
+        await writeJsonAtomic(metaPath(values.json), {
           adapter: rt.gpu.report,
           probe,
           timing: result.timing,
           peer: result.peer,
           targets,
-          skipped: result.skipped,
           options: { filter: values.filter ?? null, reps: reps ?? null, trials: trials ?? 5 },
           date: new Date().toISOString(),
         });
         process.stderr.write(`wrote ${values.json} and ${metaPath(values.json)}\n`);
       }
       if (values.png) {
-        writePngAtomic(values.png, rows);
+        await writePngAtomic(values.png, rows);
         process.stderr.write(`wrote ${values.png}\n`);
       }
       return rows.every((r) => r.valid) ? 0 : 1;

@@ -12,7 +12,7 @@ import { SD15_CONFIGS, StableDiffusion } from '../models/sd.js';
 import { namedParams, type Module } from '../nn/module.js';
 import { Tensor } from '../tensor/tensor.js';
 
-const USAGE = 'grounded-sd bench model --model sd15 --size S [--json FILE] [--steps-only] [--warmup N]';
+export const benchModelUsage = 'grounded-sd bench model --model sd15 --size S [--json FILE] [--steps-only] [--warmup N]';
 
 export interface StageResult {
   stage: string;
@@ -98,7 +98,7 @@ export async function benchModel(argv: string[]): Promise<number> {
     args: argv,
     options: { model: { type: 'string' }, size: { type: 'string' }, json: { type: 'string' }, 'steps-only': { type: 'boolean' }, warmup: { type: 'string' } },
   });
-  if ((values.model ?? 'sd15') !== 'sd15') throw new InputError(`--model '${values.model}' is not known (only sd15)\nusage: ${USAGE}`);
+  if ((values.model ?? 'sd15') !== 'sd15') throw new InputError(`--model '${values.model}' is not known (only sd15)\nusage: ${benchModelUsage}`);
   const size = Number(values.size ?? 512);
   if (!Number.isInteger(size) || size < 64 || size % 64 !== 0) throw new InputError(`--size needs a multiple of 64, got '${values.size}'`);
   const warmup = Number(values.warmup ?? 1);

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import {
   chartPng, evaluateTargets, formatTable, formatTargets, makeRow, metaPath, rooflineMs, stats, writeJsonAtomic,
   type BenchRow, type ProbeResult, type RowInput,
-} from '../../bench/report.js';
+} from '../../src/bench/report.js';
 
 const probe: ProbeResult = { fmaGflops: 20, copyGbps: 4, timing: 'timestamp' };
 
@@ -90,12 +90,22 @@ describe('bench report', () => {
     expect(lines[3]).toContain('FAILED: rel L2 1e-2');
   });
 
-  it('JSON: an array of rows with the fixed keys, written atomically; meta beside it', () => {
+  it('table without peer timings (tfjs not installed, or --no-peer) has no tfjs columns', () => {
+    const rows = [makeRow(input({ peerSamples: null, peerWallSamples: null }), probe)];
+    const [head, , line] = formatTable(rows).split('\n');
+    expect(head).not.toMatch(/tfjs ms|speedup/);
+    expect(head).toMatch(/roofline%\s+rel L2/);
+    expect(line).toContain(rows[0].rel_l2?.toExponential(1));
+    // A run that had a peer keeps the columns even where one row lacks its timing.
+    expect(formatTable(rows, { peer: true }).split('\n')[0]).toMatch(/tfjs ms\s+speedup/);
+  });
+
+  it('JSON: an array of rows with the fixed keys, written atomically; meta beside it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bench-json-'));
     const file = join(dir, 'out.json');
     const rows: BenchRow[] = [makeRow(input(), probe), makeRow(input({ peerSamples: null }), probe)];
-    writeJsonAtomic(file, rows);
-    writeJsonAtomic(metaPath(file), { probe });
+    await writeJsonAtomic(file, rows);
+    await writeJsonAtomic(metaPath(file), { probe });
     const back = JSON.parse(readFileSync(file, 'utf8'));
     expect(Array.isArray(back)).toBe(true);
     for (const r of back) {

@@ -13,7 +13,7 @@ import { geglu } from '../../src/nn/geglu.js';
 import { namedParams } from '../../src/nn/module.js';
 import { runParity } from '../../src/pipeline/parity/index.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { ACT_REF } from '../ref/elementwise.js';
+import { ACT_REF } from '../../src/ref/elementwise.js';
 import { expectClose, goldenDir, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
 
 /** SD 1.5's structure at a tenth of the width (320/640/1280 -> 32/64/128). */

@@ -3,7 +3,7 @@ import { attention, attentionBackward, attentionWithProbs } from '../../src/nn/a
 import { ShapeError, LimitError } from '../../src/gpu/errors.js';
 import type { Runtime } from '../../src/gpu/runtime.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { attentionBackwardRef, attentionRef, type AttentionDims } from '../ref/attention.js';
+import { attentionBackwardRef, attentionRef, type AttentionDims } from '../../src/ref/attention.js';
 import { expectClose, finiteDiff, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
 
 interface Case extends AttentionDims {

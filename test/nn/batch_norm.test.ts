@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { batchNorm, batchNormBackward } from '../../src/nn/batch_norm.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { batchNormBackwardRef, batchNormRef, type BatchNormRefOpts } from '../ref/batch_norm.js';
+import { batchNormBackwardRef, batchNormRef, type BatchNormRefOpts } from '../../src/ref/batch_norm.js';
 import { expectClose, finiteDiff, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
 
 const cases = [

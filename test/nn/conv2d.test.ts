@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { LimitError } from '../../src/gpu/errors.js';
 import { conv2d, conv2dBackward } from '../../src/nn/conv2d.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { conv2dBackwardRef, conv2dRef, convOut, type ConvDims } from '../ref/conv2d.js';
+import { conv2dBackwardRef, conv2dRef, convOut, type ConvDims } from '../../src/ref/conv2d.js';
 import { expectClose, finiteDiff, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
 
 type Case = [string, ConvDims];

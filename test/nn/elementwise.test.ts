@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ACT, add, binary, unary, unaryBackward, type Activation } from '../../src/nn/elementwise.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { ACT_REF, binaryRef, unaryRef } from '../ref/elementwise.js';
+import { ACT_REF, binaryRef, unaryRef } from '../../src/ref/elementwise.js';
 import { expectClose, finiteDiff, randomTensor, runtime, TOL } from '../helpers.js';
 
 const acts = Object.keys(ACT) as Activation[];

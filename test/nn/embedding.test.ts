@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ShapeError } from '../../src/gpu/errors.js';
 import { embedding } from '../../src/nn/embedding.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { embeddingRef } from '../ref/embedding.js';
+import { embeddingRef } from '../../src/ref/embedding.js';
 import { expectClose, randomArray, randomTensor, rng, runtime } from '../helpers.js';
 
 describe('embedding', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { groupNorm } from '../../src/nn/group_norm.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { groupNormRef } from '../ref/group_norm.js';
+import { groupNormRef } from '../../src/ref/group_norm.js';
 import { expectClose, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
 
 describe('groupNorm', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { layerNorm, layerNormBackward } from '../../src/nn/layer_norm.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { layerNormBackwardRef, layerNormRef } from '../ref/layer_norm.js';
+import { layerNormBackwardRef, layerNormRef } from '../../src/ref/layer_norm.js';
 import { expectClose, finiteDiff, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
 
 describe('layerNorm', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ShapeError } from '../../src/gpu/errors.js';
 import { concat, copyInto, permute, slice } from '../../src/nn/layout.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { concatRef, permuteRef, sliceRef } from '../ref/layout.js';
+import { concatRef, permuteRef, sliceRef } from '../../src/ref/layout.js';
 import { expectClose, randomArray, randomTensor, runtime } from '../helpers.js';
 
 // Data movement is exact: every comparison asks for rel L2 0 except f16 widening checks.

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { bceWithLogits, bceWithLogitsBackward, diceLoss, diceLossBackward } from '../../src/nn/loss.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { bceBackwardRef, bceRef, diceBackwardRef, diceRef } from '../ref/loss.js';
+import { bceBackwardRef, bceRef, diceBackwardRef, diceRef } from '../../src/ref/loss.js';
 import { expectClose, finiteDiff, randomArray, rng, runtime, TOL } from '../helpers.js';
 
 /** Logits in [-8, 8] and targets that are mostly a binary mask with some soft values. */

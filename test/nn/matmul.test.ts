@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ShapeError } from '../../src/gpu/errors.js';
 import { linear, linearBackward, matmul } from '../../src/nn/matmul.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { linearBackwardRef, linearRef, matmulRef } from '../ref/matmul.js';
+import { linearBackwardRef, linearRef, matmulRef } from '../../src/ref/matmul.js';
 import { expectClose, finiteDiff, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
 
 // f16 storage with f32 accumulation: inputs and the output each round to 11 bits

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Adam, AdamW, adamUpdate } from '../../src/nn/optim.js';
 import { slice } from '../../src/nn/layout.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { adamRef } from '../ref/optim.js';
+import { adamRef } from '../../src/ref/optim.js';
 import { expectClose, randomArray, runtime } from '../helpers.js';
 
 describe('optim', () => {

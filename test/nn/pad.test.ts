@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { pad2d, pad2dBackward, pasteInto2d, window2d, type Pads } from '../../src/nn/pad.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { pad2dRef, pasteRef, windowRef } from '../ref/pad.js';
+import { pad2dRef, pasteRef, windowRef } from '../../src/ref/pad.js';
 import { expectClose, finiteDiff, randomTensor, runtime, TOL } from '../helpers.js';
 
 describe('pad', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ShapeError } from '../../src/gpu/errors.js';
 import { max, mean, sum } from '../../src/nn/reduce.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
-import { reduceRef, type ReduceKind } from '../ref/reduce.js';
+import { reduceRef, type ReduceKind } from '../../src/ref/reduce.js';
 import { expectClose, randomTensor, runtime, TOL } from '../helpers.js';
 
 const OPS: Record<ReduceKind, (x: Tensor, axis: number, keepDims?: boolean) => Tensor> = { sum, mean, max };

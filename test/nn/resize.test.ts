@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { InputError, ShapeError } from '../../src/gpu/errors.js';
 import { resizeBilinear, resizeBilinearBackward, upsampleNearest2x } from '../../src/nn/resize.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { bilinearBackwardRef, bilinearRef, nearest2xRef } from '../ref/resize.js';
+import { bilinearBackwardRef, bilinearRef, nearest2xRef } from '../../src/ref/resize.js';
 import { expectClose, finiteDiff, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
 
 describe('resize', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { softmax, softmaxBackward } from '../../src/nn/softmax.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { softmaxBackwardRef, softmaxRef } from '../ref/softmax.js';
+import { softmaxBackwardRef, softmaxRef } from '../../src/ref/softmax.js';
 import { expectClose, finiteDiff, randomTensor, runtime, TOL } from '../helpers.js';
 
 describe('softmax', () => {

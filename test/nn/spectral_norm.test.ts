@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { spectralNorm, spectralNormBackward } from '../../src/nn/spectral_norm.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { spectralNormBackwardRef, spectralNormRef } from '../ref/spectral_norm.js';
+import { spectralNormBackwardRef, spectralNormRef } from '../../src/ref/spectral_norm.js';
 import { expectClose, finiteDiff, randomArray, randomTensor, runtime } from '../helpers.js';
 
 describe('spectral_norm', () => {

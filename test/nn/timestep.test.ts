@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { InputError, ShapeError } from '../../src/gpu/errors.js';
 import { timestepEmbedding, type TimestepOptions } from '../../src/nn/timestep.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { timestepEmbeddingRef } from '../ref/timestep.js';
+import { timestepEmbeddingRef } from '../../src/ref/timestep.js';
 import { expectClose, runtime } from '../helpers.js';
 
 /** One f32 ulp at |v| (2^-149 floor for tiny values). */

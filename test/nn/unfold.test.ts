@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ShapeError } from '../../src/gpu/errors.js';
 import { patchUnfold, patchUnfoldBackward } from '../../src/nn/unfold.js';
-import { patchUnfoldBackwardRef, patchUnfoldRef } from '../ref/unfold.js';
+import { patchUnfoldBackwardRef, patchUnfoldRef } from '../../src/ref/unfold.js';
 import { expectClose, finiteDiff, randomArray, randomTensor, runtime } from '../helpers.js';
 
 // p = 4 and 8 take the vec4 path, 3 and 1 the scalar one.

@@ -3,14 +3,14 @@
 // workgroup memory, online softmax; the [H, Lq, Lk] score matrix is never stored.
 // Shapes: SD 1.x at 32x32 latents (q1024) with self-attention (k1024)
 // and cross-attention to CLIP's 77 tokens (k77), 8 heads of 40, batch 1.
-// Run: grounded-sd bench kernels (the runner discovers this file).
+// Run: grounded-sd bench kernels (listed in kernels/index.ts).
 // Peer: tfjs-backend-webgpu on the same adapter, the unfused chain on [8, L, 40]:
 // tf.matMul(q, k, false, true) -> tf.softmax (scores pre-scaled) -> tf.matMul(p, v).
 import type * as tfjs from '@tensorflow/tfjs-core';
-import { attention } from '../../src/nn/attention.js';
-import { Tensor } from '../../src/tensor/tensor.js';
-import type { Runtime } from '../../src/gpu/runtime.js';
-import { attentionRef } from '../../test/ref/attention.js';
+import { attention } from '../../nn/attention.js';
+import { Tensor } from '../../tensor/tensor.js';
+import type { Runtime } from '../../gpu/runtime.js';
+import { attentionRef } from '../../ref/attention.js';
 import type { BenchCase, BenchInstance, PeerInstance } from './types.js';
 import { randomArray, relL2 } from '../data.js';
 

@@ -1,11 +1,11 @@
-// The shape of one kernel benchmark row. Each `bench/kernels/<family>.ts` exports
-// `cases: BenchCase[]` (production path, representative SD shapes); the runner in
-// `bench/` validates each case against its float64 reference, times it (timestamp
+// The shape of one kernel benchmark row. Each `src/bench/kernels/<family>.ts` exports
+// `cases: BenchCase[]` (production path, representative SD shapes; listed in index.ts);
+// the runner (run.ts) validates each case against its float64 reference, times it (timestamp
 // queries where available, else submit-to-done over many repetitions), computes
 // GFLOP/s, GB/s and the roofline fraction, and times the tfjs peer in the same process.
 import type * as tfjs from '@tensorflow/tfjs-core';
-import type { Runtime } from '../../src/gpu/runtime.js';
-import type { Tensor } from '../../src/tensor/tensor.js';
+import type { Runtime } from '../../gpu/runtime.js';
+import type { Tensor } from '../../tensor/tensor.js';
 
 export interface BenchInstance {
   /** Records one run of the op (no host sync); returns the outputs to dispose. */

@@ -1,27 +1,25 @@
-// Kernel benchmark runner. Discovers every bench/kernels/<family>.ts (except types.ts) at
-// run time, so families that land later need no edit here. Per case:
+// Kernel benchmark runner over every case of src/bench/kernels (the families listed in
+// kernels/index.ts). Per case:
 //   setup -> validate() against the float64 reference (a failure marks the row)
 //   -> warm up ours and the tfjs peer's -> `trials` rounds, each timing ours then the
 //   peer's: wall (reps runs, then wait for the queue) and, where both devices have
 //   timestamp-query, GPU time summed over every dispatch of a run -> one row
-//   (bench/report.ts). Interleaving keeps load that drifts on a shared machine from
+//   (report.ts). Interleaving keeps load that drifts on a shared machine from
 //   favouring whichever side ran in the quieter minute.
 // `ms` is GPU time when both sides have timestamps, else wall on both sides, so the
 // speedup always compares like with like. Median and min are over `trials` trials.
-import { readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { Runtime } from '../src/gpu/runtime.js';
-import type { Tensor } from '../src/tensor/tensor.js';
+// The peer is optional: without tfjs installed (it is a dev dependency) the rows have
+// no peer columns.
+import type { Runtime } from '../gpu/runtime.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { KERNEL_FAMILIES } from './kernels/index.js';
 import type { BenchCase, BenchInstance, PeerInstance } from './kernels/types.js';
 import { openPeer, timePeer, warmPeer, type Peer } from './peer.js';
 import { probeDevice, timeRuns, type ProbeOptions } from './probe.js';
 import { makeRow, type BenchRow, type ProbeResult, type RowInput, type TimingMode } from './report.js';
 
-export const KERNELS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'kernels');
-
-export interface DiscoveredCase {
-  /** File stem under bench/kernels/. */
+export interface KernelCase {
+  /** File stem under src/bench/kernels/. */
   family: string;
   bench: BenchCase;
 }
@@ -40,9 +38,8 @@ export interface BenchOptions {
   /** rel L2 above this fails a row (default 1e-4, the matmul/reduction tolerance),
    *  unless the case has its own `tolerance`. */
   tolerance?: number;
-  kernelsDir?: string;
-  /** Run these instead of discovering bench/kernels/*.ts. */
-  cases?: DiscoveredCase[];
+  /** Run these instead of every case of KERNEL_FAMILIES. */
+  cases?: KernelCase[];
   probe?: ProbeOptions;
   /** Progress lines (the CLI sends them to stderr). */
   progress?: (line: string) => void;
@@ -54,31 +51,16 @@ export interface BenchResult {
   timing: TimingMode;
   rows: BenchRow[];
   peer: { adapter: string; timestamps: boolean } | null;
-  /** Case files that failed to load, with the reason. */
-  skipped: { file: string; error: string }[];
 }
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0];
 
-export async function discoverCases(dir = KERNELS_DIR): Promise<{ cases: DiscoveredCase[]; skipped: BenchResult['skipped'] }> {
-  const files = readdirSync(dir)
-    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts') && f !== 'types.ts')
-    .sort();
-  const cases: DiscoveredCase[] = [];
-  const skipped: BenchResult['skipped'] = [];
-  for (const f of files) {
-    try {
-      const mod = (await import(pathToFileURL(join(dir, f)).href)) as { cases?: BenchCase[] };
-      if (!Array.isArray(mod.cases)) throw new Error('exports no `cases` array');
-      for (const bench of mod.cases) cases.push({ family: f.slice(0, -3), bench });
-    } catch (e) {
-      skipped.push({ file: f, error: message(e) });
-    }
-  }
-  return { cases, skipped };
+/** Every case of every family, families in name order, cases in file order. */
+export function kernelCases(families: Readonly<Record<string, readonly BenchCase[]>> = KERNEL_FAMILIES): KernelCase[] {
+  return Object.keys(families).sort().flatMap((family) => families[family].map((bench) => ({ family, bench })));
 }
 
-export function matchesFilter(c: DiscoveredCase, filter?: string): boolean {
+export function matchesFilter(c: KernelCase, filter?: string): boolean {
   if (!filter) return true;
   return `${c.family} ${c.bench.op} ${c.bench.shape}`.toLowerCase().includes(filter.toLowerCase());
 }
@@ -128,7 +110,7 @@ function peerSide(peer: Peer, inst: PeerInstance): Side {
 
 /** Validates, then times both sides with their trials interleaved (ours, theirs, ours,
  *  ...), so load that drifts during a case (a shared machine) hits both alike. */
-async function benchOne(ctx: Context, dc: DiscoveredCase): Promise<RowInput> {
+async function benchOne(ctx: Context, dc: KernelCase): Promise<RowInput> {
   const c = dc.bench;
   const row: RowInput = {
     family: dc.family, op: c.op, shape: c.shape, flops: c.flops, bytes: c.bytes, reps: 0, timing: ctx.mode,
@@ -201,9 +183,7 @@ async function benchOne(ctx: Context, dc: DiscoveredCase): Promise<RowInput> {
 /** Probes the adapter, then validates and times every (matching) case. */
 export async function runBench(rt: Runtime, opts: BenchOptions = {}): Promise<BenchResult> {
   const progress = opts.progress ?? (() => undefined);
-  const found = opts.cases ? { cases: opts.cases, skipped: [] } : await discoverCases(opts.kernelsDir);
-  for (const s of found.skipped) progress(`skipping bench/kernels/${s.file}: ${s.error}`);
-  const selected = found.cases.filter((c) => matchesFilter(c, opts.filter));
+  const selected = (opts.cases ?? kernelCases()).filter((c) => matchesFilter(c, opts.filter));
 
   let peer: Peer | null = null;
   if (opts.peer !== false && selected.some((c) => c.bench.peer)) {
@@ -233,7 +213,6 @@ export async function runBench(rt: Runtime, opts: BenchOptions = {}): Promise<Be
     return {
       adapter: rt.adapterName, probe, timing: mode, rows,
       peer: peer ? { adapter: peer.adapter, timestamps: peer.timestamps } : null,
-      skipped: found.skipped,
     };
   } finally {
     peer?.close();

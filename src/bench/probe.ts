@@ -3,9 +3,9 @@
 // runner shares. The FMA probe doubles its grid until one run is long enough to time,
 // so it fills anything from lavapipe's 2 cores to a large GPU; both probes report their
 // best trial (a ceiling, not a typical value).
-import type { Runtime } from '../src/gpu/runtime.js';
-import { f32 } from '../src/gpu/params.js';
-import { Tensor } from '../src/tensor/tensor.js';
+import type { Runtime } from '../gpu/runtime.js';
+import { f32 } from '../gpu/params.js';
+import { Tensor } from '../tensor/tensor.js';
 import type { ProbeResult, TimingMode } from './report.js';
 
 const WG = 256;

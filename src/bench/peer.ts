@@ -2,14 +2,17 @@
 // the runtime (DESIGN.md section 6). tfjs finds WebGPU through `navigator.gpu`, which
 // Node lacks, so we install the `webgpu` package's globals and a navigator whose
 // requestAdapter records the adapter tfjs picks (reported next to ours). tfjs is a dev
-// dependency: `openPeer` fails with a clear message where it is not installed.
+// dependency, loaded here only, by import() of its package names: an installed package
+// without it runs the benchmark with no peer columns (`openPeer` fails with a clear
+// message and the runner goes on). Its types are imported as types only (erased).
 //
 // Timing matches the runtime's: wall time is `reps` runs then a wait for the queue
 // (a one-element read of the last output, so the readback does not count), and GPU
 // time is tf.time()'s kernelMs, which tfjs takes from timestamp queries around every
 // program (each in its own pass, like our profiler).
 import type * as tfjs from '@tensorflow/tfjs-core';
-import type { Runtime } from '../src/gpu/runtime.js';
+import { create, globals } from 'webgpu';
+import type { Runtime } from '../gpu/runtime.js';
 import type { PeerInstance } from './kernels/types.js';
 import type { TimingMode } from './report.js';
 
@@ -25,7 +28,6 @@ export interface Peer {
 type Navigator = { gpu: GPU };
 
 export async function openPeer(rt: Runtime): Promise<Peer> {
-  const { create, globals } = await import('webgpu');
   Object.assign(globalThis, globals);
   const backendFlag = rt.gpu.report.backend ? [`backend=${rt.gpu.report.backend}`] : [];
   let gpu: GPU | null = create(backendFlag);
@@ -40,14 +42,25 @@ export async function openPeer(rt: Runtime): Promise<Peer> {
     } as GPU,
   };
   Object.defineProperty(globalThis, 'navigator', { value: nav, configurable: true, writable: true });
+  const release = () => {
+    gpu = null; // Dawn's instance keeps Node alive while referenced
+    Reflect.deleteProperty(globalThis, 'navigator');
+  };
   let tf: typeof tfjs;
   try {
     tf = await import('@tensorflow/tfjs-core');
+    // After the navigator above: the backend registers itself only where navigator.gpu exists.
     await import('@tensorflow/tfjs-backend-webgpu');
   } catch (e) {
-    throw new Error(`tfjs peer unavailable (${(e as Error).message}); install the dev dependencies or pass --no-peer`);
+    release();
+    throw new Error(
+      `tfjs peer unavailable (${(e as Error).message}); it is a dev dependency: install @tensorflow/tfjs-core and @tensorflow/tfjs-backend-webgpu, or pass --no-peer`,
+    );
   }
-  if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs could not initialise its webgpu backend; pass --no-peer');
+  if (!(await tf.setBackend('webgpu'))) {
+    release();
+    throw new Error('tfjs could not initialise its webgpu backend; pass --no-peer');
+  }
   await tf.ready();
   const device = (tf.backend() as unknown as { device: GPUDevice }).device;
   return {
@@ -57,8 +70,7 @@ export async function openPeer(rt: Runtime): Promise<Peer> {
     close() {
       tf.engine().reset(); // disposes the backend's buffers and query set
       device.destroy();
-      gpu = null; // Dawn's instance keeps Node alive while referenced
-      Reflect.deleteProperty(globalThis, 'navigator');
+      release();
     },
   };
 }

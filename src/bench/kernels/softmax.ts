@@ -1,14 +1,14 @@
 // Softmax benchmark rows (production path: nn/softmax.ts, shaders/softmax.wgsl).
 // One variant: `online` (one workgroup per row, online max/sum pass + normalise pass).
 //   softmax  8x1024x1024: rows of 1024 (a 32x32 latent's self-attention scores)
-// Run: grounded-sd bench kernels (the runner discovers this file).
+// Run: grounded-sd bench kernels (listed in kernels/index.ts).
 // Peer: tf.softmax on tfjs-backend-webgpu, same adapter.
 // Bytes: the input read once and the output written once (4 + 4 bytes per element).
 import type * as tfjs from '@tensorflow/tfjs-core';
-import { softmax } from '../../src/nn/softmax.js';
-import { Tensor } from '../../src/tensor/tensor.js';
-import type { Runtime } from '../../src/gpu/runtime.js';
-import { softmaxRef } from '../../test/ref/softmax.js';
+import { softmax } from '../../nn/softmax.js';
+import { Tensor } from '../../tensor/tensor.js';
+import type { Runtime } from '../../gpu/runtime.js';
+import { softmaxRef } from '../../ref/softmax.js';
 import type { BenchCase, BenchInstance, PeerInstance } from './types.js';
 import { randomArray, relL2 } from '../data.js';
 

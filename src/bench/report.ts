@@ -1,12 +1,12 @@
 // Output of the kernel benchmark: per-row arithmetic (GFLOP/s, GB/s, roofline fraction,
 // speedup), the aligned table, the target summary, the JSON files and the PNG bar chart.
 // Everything here is pure (no GPU), so it is tested without an adapter.
-import { renameSync, writeFileSync } from 'node:fs';
 import { PNG } from 'pngjs';
+import { writeFileAtomic } from '../io/atomic.js';
 
 export type TimingMode = 'timestamp' | 'wall';
 
-/** The adapter's ceilings measured by bench/probe.ts. */
+/** The adapter's ceilings measured by probe.ts. */
 export interface ProbeResult {
   /** Independent vec4 FMA chains, 2 flops per FMA. */
   fmaGflops: number;
@@ -31,7 +31,7 @@ export interface BenchRow {
   /** Submit-to-done median per run, whatever `timing` is. */
   wall_ms: number | null;
   peer_wall_ms: number | null;
-  /** bench/kernels/<family>.ts the row came from. */
+  /** src/bench/kernels/<family>.ts the row came from. */
   family: string;
   flops: number;
   bytes: number;
@@ -174,28 +174,38 @@ export function formatTargets(results: readonly TargetResult[], targets = TARGET
 
 const num = (v: number | null, digits: number) => (v === null ? '-' : v.toFixed(digits));
 
-export function formatTable(rows: readonly BenchRow[]): string {
-  const head = ['op', 'shape', 'ms', 'min ms', 'GFLOP/s', 'GB/s', 'roofline%', 'tfjs ms', 'speedup', 'rel L2', 'timing', ''];
-  const body = rows.map((r) => [
-    r.op, r.shape, num(r.ms, 3), num(r.min_ms, 3), num(r.gflops, 2), num(r.gbps, 2),
-    num(r.roofline_pct, 1), num(r.peer_ms, 3), r.speedup === null ? '-' : `${r.speedup.toFixed(2)}x`,
-    r.rel_l2 === null ? '-' : r.rel_l2.toExponential(1), r.timing,
-    r.valid ? '' : `FAILED${r.error ? `: ${r.error}` : ''}`,
-  ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const left = new Set([0, 1, 10, 11]);
+interface Column { head: string; left?: boolean; peer?: boolean; cell: (r: BenchRow) => string }
+
+/** The aligned table; the tfjs columns only when `peer` (default: some row has a peer time). */
+export function formatTable(rows: readonly BenchRow[], opts: { peer?: boolean } = {}): string {
+  const peer = opts.peer ?? rows.some((r) => r.peer_ms !== null);
+  const all: Column[] = [
+    { head: 'op', left: true, cell: (r) => r.op },
+    { head: 'shape', left: true, cell: (r) => r.shape },
+    { head: 'ms', cell: (r) => num(r.ms, 3) },
+    { head: 'min ms', cell: (r) => num(r.min_ms, 3) },
+    { head: 'GFLOP/s', cell: (r) => num(r.gflops, 2) },
+    { head: 'GB/s', cell: (r) => num(r.gbps, 2) },
+    { head: 'roofline%', cell: (r) => num(r.roofline_pct, 1) },
+    { head: 'tfjs ms', cell: (r) => num(r.peer_ms, 3), peer: true },
+    { head: 'speedup', cell: (r) => (r.speedup === null ? '-' : `${r.speedup.toFixed(2)}x`), peer: true },
+    { head: 'rel L2', cell: (r) => (r.rel_l2 === null ? '-' : r.rel_l2.toExponential(1)) },
+    { head: 'timing', left: true, cell: (r) => r.timing },
+    { head: '', left: true, cell: (r) => (r.valid ? '' : `FAILED${r.error ? `: ${r.error}` : ''}`) },
+  ];
+  const cols = all.filter((c) => peer || !c.peer);
+  const body = rows.map((r) => cols.map((c) => c.cell(r)));
+  const widths = cols.map((c, i) => Math.max(c.head.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) =>
-    cells.map((c, i) => (left.has(i) ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
-  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
+    cells.map((c, i) => (cols[i].left ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  return [line(cols.map((c) => c.head)), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
 }
 
 // ---- files ----
 
-/** Writes JSON through a temporary file and a rename, so readers never see half a file. */
-export function writeJsonAtomic(file: string, value: unknown): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
-  renameSync(tmp, file);
+/** Writes JSON atomically (io/atomic.ts), so readers never see half a file. */
+export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
+  await writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`);
 }
 
 /** The `--json` sidecar: `<FILE>.meta.json`, so the row array keeps its shape. */
@@ -307,8 +317,6 @@ export function chartPng(rows: readonly BenchRow[], title = 'speedup vs tfjs (pe
   return PNG.sync.write(cv.png);
 }
 
-export function writePngAtomic(file: string, rows: readonly BenchRow[]): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, chartPng(rows));
-  renameSync(tmp, file);
+export async function writePngAtomic(file: string, rows: readonly BenchRow[]): Promise<void> {
+  await writeFileAtomic(file, chartPng(rows));
 }

@@ -3,13 +3,13 @@
 //   3x3 s1   ResnetBlock2D conv1/conv2 (padding 1: the input goes through the padded copy)
 //   1x1 s1   proj_in/proj_out and conv_shortcut (read in place, no copy)
 //   3x3 s2   Downsample2D
-// Run: grounded-sd bench kernels (the runner discovers this file).
+// Run: grounded-sd bench kernels (listed in kernels/index.ts).
 // Peer: tf.conv2d on tfjs-backend-webgpu (NHWC; inputs transposed once at setup).
 import type * as tfjs from '@tensorflow/tfjs-core';
-import { conv2d } from '../../src/nn/conv2d.js';
-import { Tensor } from '../../src/tensor/tensor.js';
-import type { Runtime } from '../../src/gpu/runtime.js';
-import { conv2dRef, convOut, type ConvDims } from '../../test/ref/conv2d.js';
+import { conv2d } from '../../nn/conv2d.js';
+import { Tensor } from '../../tensor/tensor.js';
+import type { Runtime } from '../../gpu/runtime.js';
+import { conv2dRef, convOut, type ConvDims } from '../../ref/conv2d.js';
 import type { BenchCase, BenchInstance, PeerInstance } from './types.js';
 import { randomArray, relL2 } from '../data.js';
 

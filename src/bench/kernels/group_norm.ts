@@ -4,15 +4,15 @@
 //   merges them; group_norm_forward_vec4: barrier-free apply with SiLU fused). Ragged
 //   spatial sizes take the scalar entry points of the same kernels (tests cover them).
 //   groupnorm 320ch 64x64: SD's first UNet level (N=1, 32 groups, eps 1e-5, SiLU)
-// Run: grounded-sd bench kernels (the runner discovers this file).
+// Run: grounded-sd bench kernels (listed in kernels/index.ts).
 // Peer: tfjs has no group norm, so reshape + tf.moments + arithmetic + x * sigmoid(x).
 // Bytes: the minimum, x read once and y written once (4 + 4 bytes per element), although
 // the algorithm reads x twice (statistics, then apply).
 import type * as tfjs from '@tensorflow/tfjs-core';
-import { groupNorm } from '../../src/nn/group_norm.js';
-import { Tensor } from '../../src/tensor/tensor.js';
-import type { Runtime } from '../../src/gpu/runtime.js';
-import { groupNormRef } from '../../test/ref/group_norm.js';
+import { groupNorm } from '../../nn/group_norm.js';
+import { Tensor } from '../../tensor/tensor.js';
+import type { Runtime } from '../../gpu/runtime.js';
+import { groupNormRef } from '../../ref/group_norm.js';
 import type { BenchCase, BenchInstance, PeerInstance } from './types.js';
 import { randomArray, relL2 } from '../data.js';
 

@@ -3,16 +3,16 @@
 //   silu      1x320x64x64           unary SiLU (the activation after SD's 64x64 group norms)
 //   bias_add  2x320x64x64 + 320x1x1 broadcast add of a conv bias, NCHW
 //   add_silu  2x1280x16x16 + 2x1280x1x1  temb add with SiLU fused (one kernel)
-// Run: grounded-sd bench kernels --filter elementwise (the runner discovers this file).
+// Run: grounded-sd bench kernels --filter elementwise (listed in kernels/index.ts).
 // Peer: tfjs-backend-webgpu, same adapter. tfjs has no SiLU op, so its SiLU is
 // x * sigmoid(x) (two kernels) and its fused add + SiLU is add then x * sigmoid(x).
 // All rows are bytes-bound: bytes = inputs read once + output written once (4 B each);
 // flops count the arithmetic per element (SiLU: exp, add, divide, multiply = 4).
 import type * as tfjs from '@tensorflow/tfjs-core';
-import { add, silu } from '../../src/nn/elementwise.js';
-import { Tensor } from '../../src/tensor/tensor.js';
-import type { Runtime } from '../../src/gpu/runtime.js';
-import { binaryRef, unaryRef } from '../../test/ref/elementwise.js';
+import { add, silu } from '../../nn/elementwise.js';
+import { Tensor } from '../../tensor/tensor.js';
+import type { Runtime } from '../../gpu/runtime.js';
+import { binaryRef, unaryRef } from '../../ref/elementwise.js';
 import type { BenchCase, BenchInstance, PeerInstance } from './types.js';
 import { randomArray, relL2 } from '../data.js';
 

@@ -4,13 +4,13 @@
 //   vec4-k   linear: b = weight [N,K] loaded as vec4 along k, fused bias: SD shapes
 //   scalar   ragged N (77 columns): b read per element, edges clamped
 //   transA   dweight = dy^T x of linearBackward: a [K,M] loaded as vec4 along m
-// Run: grounded-sd bench kernels (the runner discovers this file).
+// Run: grounded-sd bench kernels (listed in kernels/index.ts).
 // Peer: tf.matMul / tf.fused.matMul (with bias) on tfjs-backend-webgpu, same adapter.
 import type * as tfjs from '@tensorflow/tfjs-core';
-import { linear, matmul } from '../../src/nn/matmul.js';
-import { Tensor } from '../../src/tensor/tensor.js';
-import type { Runtime } from '../../src/gpu/runtime.js';
-import { matmulRef } from '../../test/ref/matmul.js';
+import { linear, matmul } from '../../nn/matmul.js';
+import { Tensor } from '../../tensor/tensor.js';
+import type { Runtime } from '../../gpu/runtime.js';
+import { matmulRef } from '../../ref/matmul.js';
 import type { BenchCase, BenchInstance, PeerInstance } from './types.js';
 import { randomArray, relL2 } from '../data.js';
 
