@@ -1,13 +1,11 @@
 // `grounded-sd bench grounding`: GPU time per layer of the grounding module, forward and
 // backward, at the real widths (batch 1), from timestamp queries, plus the wall time of
-// one full training step (forward, BCE, backward, Adam). The profiler times kernels by
-// their labels; to group them by layer this attributes every dispatch to the layer
-// whose parameter was read last (pipeline/ground.ts benchGrounding), so glue such as
-// the interpolation after a block is counted with that block.
+// one full training step (forward, BCE, backward, Adam). Dispatches are grouped by the
+// profiler scope they ran in: one per official module (bench/grounding.ts).
 import { parseArgs } from 'node:util';
+import { benchGrounding, type GroundingBenchReport } from '../bench/grounding.js';
 import { Runtime } from '../gpu/runtime.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { benchGrounding, type GroundingBenchReport } from '../pipeline/ground.js';
 import type { Command } from './main.js';
 
 const USAGE = 'grounded-sd bench grounding [--json FILE] [--classes N] [--reps N] [--config sd1|tiny]';
@@ -19,6 +17,7 @@ function table(r: GroundingBenchReport): string {
     lines.push(`${row.layer.padEnd(52)} ${row.forwardMs.toFixed(3).padStart(11)} ${row.backwardMs.toFixed(3).padStart(12)} ${String(row.dispatches).padStart(11)}`);
   }
   lines.push(`${'total (GPU)'.padEnd(52)} ${r.forwardMs.toFixed(3).padStart(11)} ${r.backwardMs.toFixed(3).padStart(12)}`);
+  lines.push(`loss and dlogits (GPU, BCE between the passes): ${r.lossMs.toFixed(3)} ms`);
   lines.push(`training step (wall, median of ${r.reps}): ${r.stepMs.toFixed(1)} ms`);
   return lines.join('\n');
 }

@@ -3,6 +3,7 @@
 // on request, of the input features and text embeddings. Train-mode batch norm is
 // differentiated through its per-image batch statistics; eval mode through the stored ones.
 import { InputError } from '../../gpu/errors.js';
+import { withScope } from '../../gpu/profiler.js';
 import { attentionBackward } from '../../nn/attention.js';
 import { batchNormBackward } from '../../nn/batch_norm.js';
 import { conv2dBackward } from '../../nn/conv2d.js';
@@ -111,49 +112,63 @@ function imageBackward(m: Segmodule, t: ImageTape, dlogits: Tensor, sink: Sink, 
   const n = t.embedding.shape[0];
   const [, C, S] = t.image.shape;
   if (dlogits.size !== n * t.outSize * t.outSize) throw new InputError(`groundingBackward: dlogits ${dlogits.toString()} must be [${n}, ${t.outSize}, ${t.outSize}]`);
+  // Profiler scopes by official module name, as in the forward (free unless profiling).
+  const at = <T>(name: string, fn: () => T): T => withScope(dlogits.rt, name, fn);
   // logits = interp(emb F): back through the interpolation, then the product.
-  const dmaps = resizeBilinearBackward(dlogits.reshape([1, n, t.outSize, t.outSize]), S, S).reshape([n, S * S]);
-  const image2 = t.image.reshape([C, S * S]);
-  let de = matmul(dmaps, image2, { transB: true });
-  const dimageMaps = matmul(t.embedding, dmaps, { transA: true });
+  const { de: de0, dimageMaps } = at('output', () => {
+    const dmaps = resizeBilinearBackward(dlogits.reshape([1, n, t.outSize, t.outSize]), S, S).reshape([n, S * S]);
+    const image2 = t.image.reshape([C, S * S]);
+    return { de: matmul(dmaps, image2, { transB: true }), dimageMaps: matmul(t.embedding, dmaps, { transA: true }) };
+  });
+  let de = de0;
   for (let i = m.mlp.layers.length - 1; i >= 0; i--) {
     const l = m.mlp.layers[i];
     const x = t.mlpInputs[i];
-    const r = linearBackward(x, l.weight.t, de, { bias: true });
-    sink(`mlp.layers.${i}.weight`, r.dweight);
-    sink(`mlp.layers.${i}.bias`, r.dbias!);
-    de = i > 0 ? unaryBackward(x, r.dx, 'relu') : r.dx;
+    de = at(`mlp.layers.${i}`, () => {
+      const r = linearBackward(x, l.weight.t, de, { bias: true });
+      sink(`mlp.layers.${i}.weight`, r.dweight);
+      sink(`mlp.layers.${i}.bias`, r.dbias!);
+      return i > 0 ? unaryBackward(x, r.dx, 'relu') : r.dx;
+    });
   }
   let dx = de;
   let dmem: Tensor | null = null;
   const layers = m.transfromer_decoder.layers;
   for (let i = layers.length - 1; i >= 0; i--) {
-    const r = layerBackward(layers[i], `transfromer_decoder.layers.${i}`, t.layers[i], t.memory, dx, sink);
+    const name = `transfromer_decoder.layers.${i}`;
+    const r = at(name, () => {
+      const b = layerBackward(layers[i], name, t.layers[i], t.memory, dx, sink);
+      return { dx: b.dx, dmem: dmem ? add(dmem, b.dmemory) : b.dmemory };
+    });
     dx = r.dx;
-    dmem = dmem ? add(dmem, r.dmemory) : r.dmemory;
+    dmem = r.dmem;
   }
-  const q = linearBackward(t.text, m.to_q.weight.t, dx);
-  sink('to_q.weight', q.dweight);
-  const kb = linearBackward(t.patches, m.to_k.weight.t, dmem!);
-  sink('to_k.weight', kb.dweight);
-  const dpatch = patchUnfoldBackward(kb.dx.reshape([1, ...t.patches.shape]), [1, C, S, S], c.patch_size);
-  const dimage = add(dpatch, dimageMaps.reshape([1, C, S, S]));
+  const q = at('to_q', () => {
+    const r = linearBackward(t.text, m.to_q.weight.t, dx);
+    sink('to_q.weight', r.dweight);
+    return r;
+  });
+  const dimage = at('to_k', () => {
+    const kb = linearBackward(t.patches, m.to_k.weight.t, dmem!);
+    sink('to_k.weight', kb.dweight);
+    const dpatch = patchUnfoldBackward(kb.dx.reshape([1, ...t.patches.shape]), [1, C, S, S], c.patch_size);
+    return add(dpatch, dimageMaps.reshape([1, C, S, S]));
+  });
 
   const p = c.proj_channels;
-  const dTop = blockBackward(m.highest_feature_mix_conv, 'highest_feature_mix_conv', t.highest, dimage, t.training, sink);
+  // Each mix conv's scope also holds the backward of its input's interpolation and concat, as in the forward.
+  const dTop = at('highest_feature_mix_conv', () => blockBackward(m.highest_feature_mix_conv, 'highest_feature_mix_conv', t.highest, dimage, t.training, sink));
   const hiC = C - p.highest;
-  const dHighMix = slice(dTop, 1, 0, hiC);
-  const fHighest = projectBackward(m.highest_feature_conv[0], 'highest_feature_conv', t.features.highest, slice(dTop, 1, hiC, C), sink, inputs);
-  const dHigh = blockBackward(m.high_feature_mix_conv, 'high_feature_mix_conv', t.high, dHighMix, t.training, sink);
+  const dHighMix = at('highest_feature_mix_conv', () => slice(dTop, 1, 0, hiC));
+  const fHighest = at('highest_feature_conv', () => projectBackward(m.highest_feature_conv[0], 'highest_feature_conv', t.features.highest, slice(dTop, 1, hiC, C), sink, inputs));
+  const dHigh = at('high_feature_mix_conv', () => blockBackward(m.high_feature_mix_conv, 'high_feature_mix_conv', t.high, dHighMix, t.training, sink));
   const midC = hiC - p.high;
-  const dMidUp = slice(dHigh, 1, 0, midC);
-  const fHigh = projectBackward(m.high_feature_conv[0], 'high_feature_conv', t.features.high, slice(dHigh, 1, midC, hiC), sink, inputs);
-  const dMidMix = resizeBilinearBackward(dMidUp, c.mid_feature_size, c.mid_feature_size);
-  const dMid = blockBackward(m.mid_feature_mix_conv, 'mid_feature_mix_conv', t.mid, dMidMix, t.training, sink);
-  const dLowUp = slice(dMid, 1, 0, p.low);
-  const fMid = projectBackward(m.mid_feature_conv[0], 'mid_feature_conv', t.features.mid, slice(dMid, 1, p.low, midC), sink, inputs);
-  const dLow = resizeBilinearBackward(dLowUp, c.low_feature_size, c.low_feature_size);
-  const fLow = projectBackward(m.low_feature_conv[0], 'low_feature_conv', t.features.low, dLow, sink, inputs);
+  const fHigh = at('high_feature_conv', () => projectBackward(m.high_feature_conv[0], 'high_feature_conv', t.features.high, slice(dHigh, 1, midC, hiC), sink, inputs));
+  const dMidMix = at('high_feature_mix_conv', () => resizeBilinearBackward(slice(dHigh, 1, 0, midC), c.mid_feature_size, c.mid_feature_size));
+  const dMid = at('mid_feature_mix_conv', () => blockBackward(m.mid_feature_mix_conv, 'mid_feature_mix_conv', t.mid, dMidMix, t.training, sink));
+  const fMid = at('mid_feature_conv', () => projectBackward(m.mid_feature_conv[0], 'mid_feature_conv', t.features.mid, slice(dMid, 1, p.low, midC), sink, inputs));
+  const dLow = at('mid_feature_mix_conv', () => resizeBilinearBackward(slice(dMid, 1, 0, p.low), c.low_feature_size, c.low_feature_size));
+  const fLow = at('low_feature_conv', () => projectBackward(m.low_feature_conv[0], 'low_feature_conv', t.features.low, dLow, sink, inputs));
   if (!inputs) return {};
   return { features: { low: fLow, mid: fMid, high: fHigh, highest: fHighest }, text: keep(q.dx) };
 }

@@ -16,6 +16,7 @@
 //   acts per channel, so the n class maps are interpolated instead of F's 240 channels
 //   (251 MB at 512x512).
 import { InputError, ShapeError } from '../../gpu/errors.js';
+import { withScope } from '../../gpu/profiler.js';
 import { attention } from '../../nn/attention.js';
 import { batchNorm } from '../../nn/batch_norm.js';
 import { conv2d } from '../../nn/conv2d.js';
@@ -164,6 +165,9 @@ function forwardImage(m: Segmodule, s: GroundingSample, opts: ForwardOptions, in
   const k: BlockConsts = { training: opts.training, eps: c.bn_eps, momentum: c.bn_momentum, snEps: c.sn_eps, iters: c.sn_num_itrs };
   const outSize = opts.outSize ?? c.out_size;
   const put = (name: string, t: Tensor) => inter?.set(name, t);
+  // Profiler scopes by official module name (free unless profiling; see src/bench/grounding.ts).
+  const rt = s.textEmbedding.rt;
+  const at = <T>(name: string, fn: () => T): T => withScope(rt, name, fn);
   for (const g of GROUPS) {
     const xs = s.features[g];
     if (!xs || xs.length !== c.feature_channels[g].length) throw new InputError(`groundingForward: ${c.feature_channels[g].length} '${g}' feature tensors expected, got ${xs?.length ?? 0}`);
@@ -177,31 +181,31 @@ function forwardImage(m: Segmodule, s: GroundingSample, opts: ForwardOptions, in
     }
     return r;
   };
-  const low = projectGroup(m.low_feature_conv[0], s.features.low, c.low_feature_size, 'low_feature_conv');
+  const low = at('low_feature_conv', () => projectGroup(m.low_feature_conv[0], s.features.low, c.low_feature_size, 'low_feature_conv'));
   put('low_feature_conv', low);
-  const mid = projectGroup(m.mid_feature_conv[0], s.features.mid, c.mid_feature_size, 'mid_feature_conv');
+  const mid = at('mid_feature_conv', () => projectGroup(m.mid_feature_conv[0], s.features.mid, c.mid_feature_size, 'mid_feature_conv'));
   put('mid_feature_conv', mid);
-  const midMix = block('mid_feature_mix_conv', concat([resizeBilinear(low, c.mid_feature_size, c.mid_feature_size), mid], 1));
-  const high = projectGroup(m.high_feature_conv[0], s.features.high, c.high_feature_size, 'high_feature_conv');
+  const midMix = at('mid_feature_mix_conv', () => block('mid_feature_mix_conv', concat([resizeBilinear(low, c.mid_feature_size, c.mid_feature_size), mid], 1)));
+  const high = at('high_feature_conv', () => projectGroup(m.high_feature_conv[0], s.features.high, c.high_feature_size, 'high_feature_conv'));
   put('high_feature_conv', high);
-  const highMix = block('high_feature_mix_conv', concat([resizeBilinear(midMix.out, c.high_feature_size, c.high_feature_size), high], 1));
-  const highest = projectGroup(m.highest_feature_conv[0], s.features.highest, c.high_feature_size, 'highest_feature_conv');
+  const highMix = at('high_feature_mix_conv', () => block('high_feature_mix_conv', concat([resizeBilinear(midMix.out, c.high_feature_size, c.high_feature_size), high], 1)));
+  const highest = at('highest_feature_conv', () => projectGroup(m.highest_feature_conv[0], s.features.highest, c.high_feature_size, 'highest_feature_conv'));
   put('highest_feature_conv', highest);
-  const top = block('highest_feature_mix_conv', concat([highMix.out, highest], 1));
+  const top = at('highest_feature_mix_conv', () => block('highest_feature_mix_conv', concat([highMix.out, highest], 1)));
   const image = top.out;
   const [, C, S] = image.shape;
 
-  const patches = patchUnfold(image, c.patch_size);
+  const patches = at('to_k', () => patchUnfold(image, c.patch_size));
   const tokens = patches.reshape([patches.shape[1], patches.shape[2]]);
-  const memory = linear(tokens, m.to_k.weight.t);
+  const memory = at('to_k', () => linear(tokens, m.to_k.weight.t));
   put('to_k', memory);
   const text = s.textEmbedding.reshape([-1, c.context_dim]);
   const n = text.shape[0];
-  let x = linear(text, m.to_q.weight.t);
+  let x = at('to_q', () => linear(text, m.to_q.weight.t));
   put('to_q', x);
   const layers: LayerTape[] = [];
   m.transfromer_decoder.layers.forEach((l, i) => {
-    const r = decoderLayer(l, x, memory, c.num_heads);
+    const r = at(`transfromer_decoder.layers.${i}`, () => decoderLayer(l, x, memory, c.num_heads));
     layers.push(r.tape);
     x = r.out;
     put(`transfromer_decoder.layers.${i}`, x);
@@ -210,11 +214,13 @@ function forwardImage(m: Segmodule, s: GroundingSample, opts: ForwardOptions, in
   let e = x;
   m.mlp.layers.forEach((l, i) => {
     mlpInputs.push(e);
-    e = linear(e, l.weight.t, l.bias!.t, i < m.mlp.layers.length - 1 ? 'relu' : 'none');
+    e = at(`mlp.layers.${i}`, () => linear(e, l.weight.t, l.bias!.t, i < m.mlp.layers.length - 1 ? 'relu' : 'none'));
   });
   put('mlp', e.reshape([1, n, C]));
-  const maps = matmul(e, image.reshape([C, S * S])).reshape([1, n, S, S]);
-  const logits = resizeBilinear(maps, outSize, outSize).reshape([n, outSize, outSize]);
+  const logits = at('output', () => {
+    const maps = matmul(e, image.reshape([C, S * S])).reshape([1, n, S, S]);
+    return resizeBilinear(maps, outSize, outSize).reshape([n, outSize, outSize]);
+  });
   return {
     logits,
     tape: {
