@@ -3,11 +3,13 @@
 // substitutions only: the element-type alias (`alias T = f32;` becomes f16 on request)
 // and `// #include "name.wgsl"` lines, replaced by shaders/lib/name.wgsl (shared helper
 // functions such as the activations, so fused epilogues do not copy them).
+// Where the text comes from: the compiled package inlines shaders/ (shader_sources.ts);
+// a source checkout reads <package>/shaders from disk.
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { debugFlags } from './debug.js';
 import { GpuError } from './errors.js';
+import { SHADER_SOURCES } from './shader_sources.js';
 
 export type ElemType = 'f32' | 'f16';
 
@@ -31,18 +33,34 @@ export function pipelineKey(spec: KernelSpec): string {
   return `${spec.entry}${dt}${parts.length ? `[${parts.join(',')}]` : ''}`;
 }
 
-function findShaderDir(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [resolve(here, '../../shaders'), resolve(process.cwd(), 'shaders')];
-  for (const c of candidates) if (existsSync(join(c, 'fill.wgsl'))) return c;
-  throw new GpuError(`cannot find the shaders/ folder (looked in ${candidates.join(', ')})`);
+/** Reads shaders/<rel> ('matmul.wgsl', 'lib/activation.wgsl'), or undefined if absent. */
+type ShaderReader = (rel: string) => string | undefined;
+
+function shaderReader(): { read: ShaderReader; where: string } {
+  if (SHADER_SOURCES) {
+    const inlined = SHADER_SOURCES;
+    return { read: (rel) => inlined[rel], where: 'the shaders inlined into the compiled package' };
+  }
+  // src/gpu/pipelines.ts -> <package>/shaders/
+  const dir = new URL('../../shaders/', import.meta.url);
+  if (!existsSync(new URL('fill.wgsl', dir))) {
+    throw new GpuError(
+      `cannot find the shaders/ folder: looked for ${fileURLToPath(new URL('fill.wgsl', dir))} ` +
+        `(relative to ${fileURLToPath(import.meta.url)}); run from a full checkout, or use the built package (npm run build)`,
+    );
+  }
+  const read: ShaderReader = (rel) => {
+    const url = new URL(rel, dir);
+    return existsSync(url) ? readFileSync(url, 'utf8') : undefined;
+  };
+  return { read, where: fileURLToPath(dir) };
 }
 
 export class PipelineCache {
   private sources = new Map<string, string>();
   private modules = new Map<string, GPUShaderModule>();
   private pipelines = new Map<string, GPUComputePipeline>();
-  private shaderDir: string | null = null;
+  private reader: { read: ShaderReader; where: string } | null = null;
   compiled = 0;
 
   constructor(private device: GPUDevice, private hasF16: boolean) {}
@@ -50,14 +68,14 @@ export class PipelineCache {
   source(family: string): string {
     let src = this.sources.get(family);
     if (src === undefined) {
-      this.shaderDir ??= findShaderDir();
-      const path = join(this.shaderDir, `${family}.wgsl`);
-      if (!existsSync(path)) throw new GpuError(`no WGSL family '${family}' (expected ${path})`);
-      const dir = this.shaderDir;
-      src = readFileSync(path, 'utf8').replace(/^\/\/ #include "([\w.-]+\.wgsl)"$/gm, (_, name: string) => {
-        const lib = join(dir, 'lib', name);
-        if (!existsSync(lib)) throw new GpuError(`${family}.wgsl includes ${name}, which is not in ${join(dir, 'lib')}`);
-        return readFileSync(lib, 'utf8');
+      this.reader ??= shaderReader();
+      const { read, where } = this.reader;
+      const text = read(`${family}.wgsl`);
+      if (text === undefined) throw new GpuError(`no WGSL family '${family}' (expected ${family}.wgsl in ${where})`);
+      src = text.replace(/^\/\/ #include "([\w.-]+\.wgsl)"$/gm, (_, name: string) => {
+        const lib = read(`lib/${name}`);
+        if (lib === undefined) throw new GpuError(`${family}.wgsl includes ${name}, which is not in lib/ of ${where}`);
+        return lib;
       });
       this.sources.set(family, src);
     }
