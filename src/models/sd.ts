@@ -9,6 +9,7 @@ import type { Runtime } from '../gpu/runtime.js';
 import { openSdWeights } from '../io/sd_weights.js';
 import { CLIPTokenizer } from '../io/tokenizer.js';
 import { disposeParams, loadWeights, Module, namedParams } from '../nn/module.js';
+import { lowbias32 } from '../tensor/hash.js';
 import { Tensor } from '../tensor/tensor.js';
 import { CLIPTextModel, SD15_TEXT_CONFIG, type CLIPTextConfig } from './clip.js';
 import { schedulerNameForClass, type SchedulerName } from './schedulers/index.js';
@@ -81,19 +82,10 @@ export class HashTokenizer implements PromptTokenizer {
   }
 }
 
-function mix32(x: number): number {
-  x >>>= 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x7feb352d) >>> 0;
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x846ca68b) >>> 0;
-  return (x ^ (x >>> 16)) >>> 0;
-}
-
 function hashString(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
-  return mix32(h);
+  return lowbias32(h);
 }
 
 /** Fills every Param of `root` with deterministic values: weights uniform in
@@ -109,13 +101,13 @@ export function initRandomWeights(rt: Runtime, root: Module, seed: number, dtype
     const isNormScale = p.shape.length === 1 && name.endsWith('weight');
     const isEmbedding = name.includes('embedding.weight') && !name.includes('time_embedding');
     const bound = p.shape.length >= 2 && !isEmbedding ? 1 / Math.sqrt(n / p.shape[0]) : 0.02;
-    const key = mix32((seed ^ hashString(name)) >>> 0);
+    const key = lowbias32((seed ^ hashString(name)) >>> 0);
     const t = Tensor.empty(rt, p.shape, dtype, name);
     for (let start = 0; start < n; start += CHUNK) {
       const count = Math.min(CHUNK, n - start);
       const out = buf.subarray(0, count);
       if (isNormScale) out.fill(1);
-      else for (let i = 0; i < count; i++) out[i] = (mix32((key + start + i) >>> 0) * (2 / 4294967296) - 1) * bound;
+      else for (let i = 0; i < count; i++) out[i] = (lowbias32((key + start + i) >>> 0) * (2 / 4294967296) - 1) * bound;
       t.write(dtype === 'f32' ? out : toHalf(out), start);
     }
     p.set(t);

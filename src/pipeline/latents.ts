@@ -2,8 +2,7 @@
 //
 // The generator is counter based, so element i of a seed's stream does not depend on the
 // batch size, the order of generation or the platform:
-//   h(x)      = lowbias32 integer hash (x ^= x>>>16; x *= 0x7feb352d; x ^= x>>>15;
-//               x *= 0x846ca68b; x ^= x>>>16; 32-bit arithmetic)
+//   h(x)      = lowbias32 integer hash (tensor/hash.ts)
 //   key       = h(seed ^ h(stream))          stream = batch row, so row b of a batch of 4
 //                                            equals row 0 of seed `seed` with stream b
 //   u1, u2    = (h(key + 2i) + 0.5) / 2^32,  (h(key + 2i + 1) + 0.5) / 2^32   in (0, 1)
@@ -11,21 +10,12 @@
 // computed in float64 and rounded to float32. The same (seed, row) always gives the same
 // latent, so a prompt can be regenerated alone from a batch.
 import type { Runtime } from '../gpu/runtime.js';
+import { lowbias32, streamKey } from '../tensor/hash.js';
 import { Tensor } from '../tensor/tensor.js';
-
-export function lowbias32(x: number): number {
-  x >>>= 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x7feb352d) >>> 0;
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x846ca68b) >>> 0;
-  x ^= x >>> 16;
-  return x >>> 0;
-}
 
 /** n standard-normal float32 values of stream `stream` under `seed`. */
 export function gaussianStream(seed: number, stream: number, n: number): Float32Array {
-  const key = lowbias32((seed ^ lowbias32(stream)) >>> 0);
+  const key = streamKey(seed, stream);
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     const u1 = (lowbias32((key + 2 * i) >>> 0) + 0.5) / 4294967296;

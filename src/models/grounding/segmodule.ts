@@ -2,6 +2,7 @@
 // (`transfromer_decoder` spelling included), and its PyTorch-like random initialisation.
 import type { Runtime } from '../../gpu/runtime.js';
 import { Module, Param, namedParams } from '../../nn/module.js';
+import { lowbias32, uniform24 } from '../../tensor/hash.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { featureDims, validateConfig, type GroundingConfig } from './config.js';
 
@@ -183,18 +184,9 @@ export class Segmodule extends Module {
   }
 }
 
-/** Seeded uniform [0, 1) generator (lowbias32 hash of a counter). */
+/** Seeded uniform [0, 1) generator: 24-bit uniforms of a lowbias32-hashed counter. */
 export function uniformGenerator(seed: number): () => number {
   let i = 0;
   const base = lowbias32((seed >>> 0) ^ 0x9e3779b9);
-  return () => (lowbias32((base + i++) >>> 0) >>> 8) * 2 ** -24;
-}
-
-export function lowbias32(x: number): number {
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x7feb352d) >>> 0;
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x846ca68b) >>> 0;
-  x ^= x >>> 16;
-  return x >>> 0;
+  return () => uniform24(base, i++);
 }

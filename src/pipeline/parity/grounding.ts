@@ -10,10 +10,11 @@ import { safetensorsSource } from '../../io/weight_source.js';
 import { GROUPS, type Group, type GroundingConfig } from '../../models/grounding/config.js';
 import { groundingBackward } from '../../models/grounding/backward.js';
 import { groundingForward } from '../../models/grounding/forward.js';
-import { Segmodule, lowbias32 } from '../../models/grounding/segmodule.js';
+import { Segmodule } from '../../models/grounding/segmodule.js';
 import { bceWithLogits, bceWithLogitsBackward } from '../../nn/loss.js';
 import { loadWeights, namedParams } from '../../nn/module.js';
 import { Adam } from '../../nn/optim.js';
+import { streamKey, uniform24 } from '../../tensor/hash.js';
 import { scopeAsync } from '../../tensor/scope.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { ParityCheck, ParityHandler } from './types.js';
@@ -37,9 +38,9 @@ interface Manifest {
 
 /** The fixtures' lowbias32-uniform generator: value = scale * (2 u - 1), exact in f32. */
 export function hashUniform(seed: number, stream: number, n: number, scale = 1): Float32Array {
-  const base = lowbias32((seed ^ lowbias32(stream)) >>> 0);
+  const key = streamKey(seed, stream);
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.fround(scale * (2 * ((lowbias32((base + i) >>> 0) >>> 8) * 2 ** -24) - 1));
+  for (let i = 0; i < n; i++) out[i] = Math.fround(scale * (2 * uniform24(key, i) - 1));
   return out;
 }
 
