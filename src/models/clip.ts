@@ -6,12 +6,12 @@ import { ShapeError } from '../gpu/errors.js';
 import { attention } from '../nn/attention.js';
 import { add, unary } from '../nn/elementwise.js';
 import { embedding } from '../nn/embedding.js';
-import { layerNorm } from '../nn/layer_norm.js';
-import { matmul } from '../nn/matmul.js';
 import { Module, Param } from '../nn/module.js';
 import { Tensor } from '../tensor/tensor.js';
 import { scope } from '../tensor/scope.js';
 import type { Runtime } from '../gpu/runtime.js';
+import { Linear } from './layers/linear.js';
+import { LayerNorm } from './layers/norms.js';
 
 export interface CLIPTextConfig {
   vocab_size: number;
@@ -46,35 +46,8 @@ export function checkClipConfig(c: CLIPTextConfig): void {
   if (bad.length) throw new ShapeError(`invalid CLIPTextConfig: ${bad.join('; ')}`);
 }
 
-class Linear extends Module {
-  weight: Param;
-  bias: Param;
-  constructor(inF: number, outF: number) {
-    super();
-    this.weight = new Param([outF, inF]);
-    this.bias = new Param([outF]);
-  }
-  forward(x: Tensor, residual?: Tensor): Tensor {
-    return matmul(x, this.weight.t, { transB: true, bias: this.bias.t, residual });
-  }
-}
-
-class LayerNorm extends Module {
-  weight: Param;
-  bias: Param;
-  constructor(dim: number, readonly eps: number) {
-    super();
-    this.weight = new Param([dim]);
-    this.bias = new Param([dim]);
-  }
-  forward(x: Tensor): Tensor {
-    const { y, mean, rstd } = layerNorm(x, this.weight.t, this.bias.t, this.eps);
-    mean.dispose();
-    rstd.dispose();
-    return y;
-  }
-}
-
+/** transformers' CLIPAttention: its own weight names (q_proj ... out_proj, all with
+ *  bias), the shared Linear underneath. */
 class CLIPAttention extends Module {
   q_proj: Linear;
   k_proj: Linear;
@@ -94,7 +67,7 @@ class CLIPAttention extends Module {
     const v = this.v_proj.forward(hiddenStates);
     const { out, lse } = attention(q, k, v, { heads: this.heads, causal: true });
     lse.dispose();
-    return this.out_proj.forward(out, residual);
+    return this.out_proj.forward(out, { residual });
   }
 }
 
@@ -107,8 +80,7 @@ class CLIPMLP extends Module {
     this.fc2 = new Linear(hidden, dim);
   }
   forward(x: Tensor, residual: Tensor): Tensor {
-    const h = matmul(x, this.fc1.weight.t, { transB: true, bias: this.fc1.bias.t, activation: this.act });
-    return this.fc2.forward(h, residual);
+    return this.fc2.forward(this.fc1.forward(x, { activation: this.act }), { residual });
   }
 }
 

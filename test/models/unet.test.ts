@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { ShapeError } from '../../src/gpu/errors.js';
 import type { Runtime } from '../../src/gpu/runtime.js';
 import { FeedForward, Transformer2DModel } from '../../src/models/unet/attention.js';
-import { Downsample2D, Upsample2D } from '../../src/models/unet/blocks.js';
+import { Downsample2D, Upsample2D } from '../../src/models/layers/resnet.js';
 import { ForwardContext } from '../../src/models/unet/context.js';
 import { GROUNDING_TAPS, SD15_UNET_CONFIG, UNet2DConditionModel, type UNet2DConditionConfig } from '../../src/models/unet/index.js';
 import type { Module } from '../../src/nn/module.js';

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InputError, ShapeError } from '../../src/gpu/errors.js';
-import { conv2dBanded } from '../../src/models/vae/banded.js';
+import { conv2dBanded } from '../../src/models/layers/conv.js';
 import { SD15_VAE_CONFIG } from '../../src/models/vae/config.js';
 import { AutoencoderKL } from '../../src/models/vae/vae.js';
 import { countParams } from '../../src/nn/module.js';

@@ -16,9 +16,10 @@ import { spectralNormBackward } from '../../nn/spectral_norm.js';
 import { patchUnfoldBackward } from '../../nn/unfold.js';
 import { keep, scope } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import type { Conv2d } from '../layers/conv.js';
 import type { Group } from './config.js';
 import type { BlockTape, GroundingForward, ImageTape, LayerTape } from './forward.js';
-import type { DecoderLayer, Proj1x1, SegBlock, Segmodule } from './segmodule.js';
+import type { DecoderLayer, SegBlock, Segmodule } from './segmodule.js';
 
 export interface GroundingGrads {
   /** dL/dparam by state-dict name (buffers have none). */
@@ -32,7 +33,7 @@ export interface GroundingGrads {
 type Sink = (name: string, g: Tensor) => void;
 
 /** dW of the 1x1 projection, and with `inputs` the feature gradients. */
-function projectBackward(p: Proj1x1, name: string, xs: Tensor[], dy: Tensor, sink: Sink, inputs: boolean): Tensor[] {
+function projectBackward(p: Conv2d, name: string, xs: Tensor[], dy: Tensor, sink: Sink, inputs: boolean): Tensor[] {
   const size = dy.shape[2];
   const O = p.outChannels;
   const dy2 = dy.reshape([O, size * size]);

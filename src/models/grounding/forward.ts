@@ -29,8 +29,9 @@ import { spectralNorm, type SpectralNormResult } from '../../nn/spectral_norm.js
 import { patchUnfold } from '../../nn/unfold.js';
 import { scope } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import type { Conv2d } from '../layers/conv.js';
 import { GROUPS, type Group } from './config.js';
-import type { DecoderLayer, Proj1x1, SegBlock, Segmodule } from './segmodule.js';
+import type { DecoderLayer, SegBlock, Segmodule } from './segmodule.js';
 
 export interface GroundingSample {
   features: Record<Group, Tensor[]>;
@@ -85,7 +86,7 @@ export interface GroundingForward {
 }
 
 /** y [1, O, s, s] = W [O, sum C_i] applied to the channel concat of interp(x_i, s). */
-export function projectGroup(p: Proj1x1, xs: Tensor[], size: number, what: string): Tensor {
+export function projectGroup(p: Conv2d, xs: Tensor[], size: number, what: string): Tensor {
   const w2 = p.weight.t.reshape([p.outChannels, p.inChannels]);
   let at = 0;
   let y: Tensor | undefined;
@@ -124,7 +125,7 @@ function decoderLayer(l: DecoderLayer, x: Tensor, memory: Tensor, heads: number)
   const E = x.shape[1];
   const n = x.shape[0];
   const L = memory.shape[0];
-  const ln = (t: Tensor, norm: DecoderLayer['norm1']) => layerNorm(t, norm.weight.t, norm.bias.t, 1e-5);
+  const ln = (t: Tensor, norm: DecoderLayer['norm1']) => layerNorm(t, norm.weight.t, norm.bias.t, norm.eps);
   const as3 = (t: Tensor, rows: number) => t.reshape([1, rows, E]);
 
   const n1 = ln(x, l.norm1);

@@ -4,16 +4,14 @@ import type { Runtime } from '../../gpu/runtime.js';
 import { Module, Param, namedParams } from '../../nn/module.js';
 import { lowbias32, uniform24 } from '../../tensor/hash.js';
 import { Tensor } from '../../tensor/tensor.js';
+import { Conv2d } from '../layers/conv.js';
+import { Linear } from '../layers/linear.js';
+import { LayerNorm } from '../layers/norms.js';
 import { featureDims, validateConfig, type GroundingConfig } from './config.js';
 
-/** nn.Conv2d(C, O, 1, bias=False) inside an nn.Sequential (index 0). */
-export class Proj1x1 extends Module {
-  readonly weight: Param;
-  constructor(readonly inChannels: number, readonly outChannels: number) {
-    super();
-    this.weight = new Param([outChannels, inChannels, 1, 1]);
-  }
-}
+/** The feature projections: nn.Conv2d(C, O, 1, bias=False) inside an nn.Sequential
+ *  (index 0), e.g. `low_feature_conv.0.weight`. */
+const proj1x1 = (inChannels: number, outChannels: number) => [new Conv2d(inChannels, outChannels, 1, { bias: false })];
 
 /** BigGAN SNConv2d 3x3 with bias: plain weight, buffers u0 [1, O] and sv0 [1]. */
 export class SNConv2d extends Module {
@@ -49,26 +47,6 @@ export class SegBlock extends Module {
   }
 }
 
-export class Linear extends Module {
-  readonly weight: Param;
-  readonly bias?: Param;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, bias: boolean) {
-    super();
-    this.weight = new Param([outFeatures, inFeatures]);
-    if (bias) this.bias = new Param([outFeatures]);
-  }
-}
-
-export class LayerNorm extends Module {
-  readonly weight: Param;
-  readonly bias: Param;
-  constructor(dim: number) {
-    super();
-    this.weight = new Param([dim]);
-    this.bias = new Param([dim]);
-  }
-}
-
 /** nn.MultiheadAttention(E, H, bias=False): in_proj_weight = [Wq; Wk; Wv]. */
 export class MultiheadAttention extends Module {
   readonly in_proj_weight: Param;
@@ -76,7 +54,7 @@ export class MultiheadAttention extends Module {
   constructor(readonly dim: number, readonly heads: number) {
     super();
     this.in_proj_weight = new Param([3 * dim, dim]);
-    this.out_proj = new Linear(dim, dim, false);
+    this.out_proj = new Linear(dim, dim, { bias: false });
   }
 }
 
@@ -93,8 +71,8 @@ export class DecoderLayer extends Module {
     super();
     this.self_attn = new MultiheadAttention(dim, heads);
     this.multihead_attn = new MultiheadAttention(dim, heads);
-    this.linear1 = new Linear(dim, hidden, true);
-    this.linear2 = new Linear(hidden, dim, true);
+    this.linear1 = new Linear(dim, hidden);
+    this.linear2 = new Linear(hidden, dim);
     this.norm1 = new LayerNorm(dim);
     this.norm2 = new LayerNorm(dim);
     this.norm3 = new LayerNorm(dim);
@@ -114,19 +92,19 @@ export class MLP extends Module {
   readonly layers: Linear[];
   constructor(inDim: number, hidden: number, outDim: number, n: number) {
     super();
-    this.layers = Array.from({ length: n }, (_, i) => new Linear(i === 0 ? inDim : hidden, i === n - 1 ? outDim : hidden, true));
+    this.layers = Array.from({ length: n }, (_, i) => new Linear(i === 0 ? inDim : hidden, i === n - 1 ? outDim : hidden));
   }
 }
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 export class Segmodule extends Module {
-  readonly low_feature_conv: Proj1x1[];
-  readonly mid_feature_conv: Proj1x1[];
+  readonly low_feature_conv: Conv2d[];
+  readonly mid_feature_conv: Conv2d[];
   readonly mid_feature_mix_conv: SegBlock;
-  readonly high_feature_conv: Proj1x1[];
+  readonly high_feature_conv: Conv2d[];
   readonly high_feature_mix_conv: SegBlock;
-  readonly highest_feature_conv: Proj1x1[];
+  readonly highest_feature_conv: Conv2d[];
   readonly highest_feature_mix_conv: SegBlock;
   readonly transfromer_decoder: TransformerDecoder;
   readonly mlp: MLP;
@@ -138,17 +116,17 @@ export class Segmodule extends Module {
     validateConfig(config);
     const c = config;
     const dims = featureDims(c);
-    this.low_feature_conv = [new Proj1x1(sum(c.feature_channels.low), c.proj_channels.low)];
-    this.mid_feature_conv = [new Proj1x1(sum(c.feature_channels.mid), c.proj_channels.mid)];
+    this.low_feature_conv = proj1x1(sum(c.feature_channels.low), c.proj_channels.low);
+    this.mid_feature_conv = proj1x1(sum(c.feature_channels.mid), c.proj_channels.mid);
     this.mid_feature_mix_conv = new SegBlock(dims.mid);
-    this.high_feature_conv = [new Proj1x1(sum(c.feature_channels.high), c.proj_channels.high)];
+    this.high_feature_conv = proj1x1(sum(c.feature_channels.high), c.proj_channels.high);
     this.high_feature_mix_conv = new SegBlock(dims.high);
-    this.highest_feature_conv = [new Proj1x1(sum(c.feature_channels.highest), c.proj_channels.highest)];
+    this.highest_feature_conv = proj1x1(sum(c.feature_channels.highest), c.proj_channels.highest);
     this.highest_feature_mix_conv = new SegBlock(dims.highest);
     this.transfromer_decoder = new TransformerDecoder(c);
     this.mlp = new MLP(c.embedding_dim, c.embedding_dim, dims.highest, c.mlp_layers);
-    this.to_k = new Linear(dims.highest * c.patch_size * c.patch_size, c.embedding_dim, false);
-    this.to_q = new Linear(c.context_dim, c.embedding_dim, false);
+    this.to_k = new Linear(dims.highest * c.patch_size * c.patch_size, c.embedding_dim, { bias: false });
+    this.to_q = new Linear(c.context_dim, c.embedding_dim, { bias: false });
   }
 
   /** PyTorch-like default init from a seeded generator: Linear/Conv weights and biases
@@ -160,7 +138,7 @@ export class Segmodule extends Module {
     const normal = (n: number) => Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand()));
     const fanIn = new Map<Param, number>();
     const visit = (m: unknown): void => {
-      if (m instanceof Proj1x1 || m instanceof SNConv2d || m instanceof Linear) {
+      if (m instanceof Conv2d || m instanceof SNConv2d || m instanceof Linear) {
         const fi = m.weight.shape.slice(1).reduce((a, b) => a * b, 1);
         fanIn.set(m.weight, fi);
         if ('bias' in m && m.bias) fanIn.set(m.bias, fi);

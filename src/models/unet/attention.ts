@@ -1,54 +1,20 @@
-// The SD 1.x spatial transformer (diffusers transformer_2d.py, attention.py,
-// attention_processor.py at v0.25.1): Transformer2DModel (continuous input) holding
-// BasicTransformerBlocks of self-attention, cross-attention and a GEGLU feed-forward.
+// The SD 1.x spatial transformer (diffusers transformer_2d.py, attention.py at v0.25.1):
+// Transformer2DModel (continuous input) holding BasicTransformerBlocks of self-attention,
+// cross-attention (the shared Attention, layers/attention.ts) and a GEGLU feed-forward.
 // Attention runs through the fused kernel (no [B, H, Lq, Lk] score tensor); projections
 // carry their bias and the block's residual in the matmul epilogue.
-import { attention, attentionWithProbs } from '../../nn/attention.js';
 import { add } from '../../nn/elementwise.js';
 import { geglu } from '../../nn/geglu.js';
 import { copyInto, slice } from '../../nn/layout.js';
 import { matmul } from '../../nn/matmul.js';
-import { Module, Param } from '../../nn/module.js';
+import { Module } from '../../nn/module.js';
 import { scope } from '../../tensor/scope.js';
 import { Tensor } from '../../tensor/tensor.js';
+import { Attention } from '../layers/attention.js';
+import { Conv2d } from '../layers/conv.js';
+import { Linear } from '../layers/linear.js';
+import { GroupNorm, LayerNorm } from '../layers/norms.js';
 import type { ForwardContext } from './context.js';
-import { GroupNorm, LayerNorm, Linear } from './layers.js';
-
-/** diffusers Attention with the classic AttnProcessor: softmax(q k^T / sqrt(d)) v per
- *  head; to_q/to_k/to_v without bias, to_out.0 with bias (to_out.1 is dropout). */
-export class Attention extends Module {
-  to_q: Linear;
-  to_k: Linear;
-  to_v: Linear;
-  to_out: [Linear];
-  constructor(queryDim: number, contextDim: number, readonly heads: number, dimHead: number) {
-    super();
-    const inner = heads * dimHead;
-    this.to_q = new Linear(queryDim, inner, false);
-    this.to_k = new Linear(contextDim, inner, false);
-    this.to_v = new Linear(contextDim, inner, false);
-    this.to_out = [new Linear(inner, queryDim)];
-  }
-
-  /** x [B, Lq, query], context [B, Lk, ctx] -> to_out(attn) + residual. With `probsPath`
-   *  the head-averaged probabilities [B, Lq, Lk] are recorded in ctx under that path. */
-  forward(x: Tensor, context: Tensor, residual: Tensor, fc?: ForwardContext, probsPath?: string): Tensor {
-    return scope(() => {
-      const q = this.to_q.forward(x);
-      const k = this.to_k.forward(context);
-      const v = this.to_v.forward(context);
-      let out: Tensor;
-      if (fc?.crossAttention && probsPath) {
-        const r = attentionWithProbs(q, k, v, { heads: this.heads });
-        fc.recordProbs(probsPath, r.probsMean);
-        out = r.out;
-      } else {
-        out = attention(q, k, v, { heads: this.heads }).out;
-      }
-      return this.to_out[0].forward(out, { residual });
-    });
-  }
-}
 
 /** GEGLU: proj to 2*inner, then hidden * gelu(gate) (first half hidden, second gate). */
 export class GEGLU extends Module {
@@ -104,7 +70,9 @@ export class FeedForward extends Module {
 }
 
 /** Pre-LN block: attn1 (self), attn2 (cross to the text states), GEGLU feed-forward,
- *  each added to the running hidden states (norm_type 'layer_norm', eps 1e-5). */
+ *  each added to the running hidden states (norm_type 'layer_norm', eps 1e-5). The
+ *  attentions are diffusers' Attention(query_dim, cross_attention_dim, heads, dim_head,
+ *  bias=attention_bias False, out_bias True); their residual rides on to_out's epilogue. */
 export class BasicTransformerBlock extends Module {
   norm1: LayerNorm;
   attn1: Attention;
@@ -115,9 +83,9 @@ export class BasicTransformerBlock extends Module {
   constructor(dim: number, heads: number, dimHead: number, crossDim: number) {
     super();
     this.norm1 = new LayerNorm(dim);
-    this.attn1 = new Attention(dim, dim, heads, dimHead);
+    this.attn1 = new Attention({ queryDim: dim, heads, dimHead });
     this.norm2 = new LayerNorm(dim);
-    this.attn2 = new Attention(dim, crossDim, heads, dimHead);
+    this.attn2 = new Attention({ queryDim: dim, crossAttentionDim: crossDim, heads, dimHead });
     this.norm3 = new LayerNorm(dim);
     this.ff = new FeedForward(dim);
   }
@@ -125,23 +93,11 @@ export class BasicTransformerBlock extends Module {
   /** hiddenStates [B, HW, dim]; `path` names attn2 for the probability maps. */
   forward(ctx: ForwardContext, hiddenStates: Tensor, path: string): Tensor {
     return scope(() => {
-      const n1 = this.norm1.forward(hiddenStates);
-      let h = this.attn1.forward(n1, n1, hiddenStates);
-      h = this.attn2.forward(this.norm2.forward(h), ctx.encoderHiddenStates, h, ctx, `${path}.attn2`);
+      let h = this.attn1.forward(this.norm1.forward(hiddenStates), { residual: hiddenStates });
+      const onProbs = ctx.crossAttention ? (p: Tensor) => ctx.recordProbs(`${path}.attn2`, p) : undefined;
+      h = this.attn2.forward(this.norm2.forward(h), { encoderHiddenStates: ctx.encoderHiddenStates, residual: h, onProbs });
       return this.ff.forward(this.norm3.forward(h), h);
     });
-  }
-}
-
-/** proj_in / proj_out: a 1x1 conv (weight [out, in, 1, 1]) or, with
- *  use_linear_projection, a Linear ([out, in]); used as the matrix [out, in] either way. */
-class Projection extends Module {
-  weight: Param;
-  bias: Param;
-  constructor(inFeatures: number, readonly outFeatures: number, linear: boolean) {
-    super();
-    this.weight = new Param(linear ? [outFeatures, inFeatures] : [outFeatures, inFeatures, 1, 1]);
-    this.bias = new Param([outFeatures]);
   }
 }
 
@@ -151,9 +107,12 @@ class Projection extends Module {
  *  permutes fold into the matmuls (transposed operands) instead of separate copies. */
 export class Transformer2DModel extends Module {
   norm: GroupNorm;
-  proj_in: Projection;
+  /** 1x1 conv (weight [out, in, 1, 1]) or, with use_linear_projection, a Linear
+   *  ([out, in]); used as the matrix [out, in] either way. */
+  proj_in: Conv2d | Linear;
   transformer_blocks: BasicTransformerBlock[];
-  proj_out: Projection;
+  proj_out: Conv2d | Linear;
+  readonly inner: number;
 
   constructor(
     readonly heads: number,
@@ -166,26 +125,29 @@ export class Transformer2DModel extends Module {
   ) {
     super();
     const inner = heads * dimHead;
+    this.inner = inner;
+    const projection = (i: number, o: number) => (useLinearProjection ? new Linear(i, o) : new Conv2d(i, o, 1));
     this.norm = new GroupNorm(groups, channels, 1e-6);
-    this.proj_in = new Projection(channels, inner, useLinearProjection);
+    this.proj_in = projection(channels, inner);
     this.transformer_blocks = Array.from({ length: layers }, () => new BasicTransformerBlock(inner, heads, dimHead, crossDim));
-    this.proj_out = new Projection(inner, channels, useLinearProjection);
+    this.proj_out = projection(inner, channels);
   }
 
   /** x [B, C, H, W] -> same shape; `path` is this module's name (e.g. down_blocks.1.attentions.0). */
   forward(ctx: ForwardContext, x: Tensor, path: string): Tensor {
     return scope(() => {
       const [B, C, H, W] = x.shape;
-      const inner = this.proj_in.outFeatures;
+      const inner = this.inner;
       const normed = this.norm.forward(x).reshape([B, C, H * W]);
       // [B, C, HW]^T [HW, C] x W^T [C, inner] -> [B, HW, inner] (the permute(0, 2, 3, 1)).
-      let h = matmul(normed, this.proj_in.weight.t.reshape([inner, C]), { transA: true, transB: true, bias: this.proj_in.bias.t });
+      let h = matmul(normed, this.proj_in.weight.t.reshape([inner, C]), { transA: true, transB: true, bias: this.proj_in.bias?.t });
       this.transformer_blocks.forEach((block, i) => {
         h = block.forward(ctx, h, `${path}.transformer_blocks.${i}`);
       });
       // W [C, inner] x h^T [inner, HW] -> [B, C, HW]: proj_out and the permute back in one
       // product. Its bias is per row here, so it rides on the residual instead.
-      const residual = add(x.reshape([B, C, H * W]), this.proj_out.bias.t.reshape([C, 1]));
+      const bias = this.proj_out.bias?.t.reshape([C, 1]);
+      const residual = bias ? add(x.reshape([B, C, H * W]), bias) : x.reshape([B, C, H * W]);
       return matmul(this.proj_out.weight.t.reshape([C, inner]), h, { transB: true, residual }).reshape([B, C, H, W]);
     });
   }

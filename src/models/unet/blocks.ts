@@ -1,59 +1,16 @@
-// The SD 1.x UNet blocks (diffusers unet_2d_blocks.py, downsampling.py, upsampling.py at
-// v0.25.1). Down blocks return their hidden states plus the skip tensors ("res samples")
+// The SD 1.x UNet blocks (diffusers unet_2d_blocks.py at v0.25.1), built from the
+// shared ResnetBlock2D, Downsample2D and Upsample2D (layers/resnet.ts). Down blocks return their hidden states plus the skip tensors ("res samples")
 // that the mirrored up block concatenates back; taps follow LDM's numbering: each
 // resnet(+attention) pair and each downsampler is one input block, each up-block layer
 // one output block, the last one of a block including its upsampler.
 import { InputError } from '../../gpu/errors.js';
 import { concat } from '../../nn/layout.js';
-import { pad2d } from '../../nn/pad.js';
 import { Module } from '../../nn/module.js';
-import { upsampleNearest2x } from '../../nn/resize.js';
-import { window2d } from '../../nn/pad.js';
 import { scope } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import { Downsample2D, ResnetBlock2D, Upsample2D } from '../layers/resnet.js';
 import { Transformer2DModel } from './attention.js';
 import type { ForwardContext } from './context.js';
-import { Conv2d } from './layers.js';
-import { ResnetBlock2D } from './resnet.js';
-
-/** Conv 3x3 stride 2. padding 1 is symmetric; padding 0 pads (0, 1, 0, 1) first, as
- *  diffusers does, so the output is ceil(H/2) x ceil(W/2) either way for even sizes. */
-export class Downsample2D extends Module {
-  conv: Conv2d;
-  constructor(channels: number, readonly padding: number) {
-    super();
-    this.conv = new Conv2d(channels, channels, 3, 2, padding);
-  }
-  forward(x: Tensor): Tensor {
-    if (this.padding !== 0) return this.conv.forward(x);
-    return scope(() => this.conv.forward(pad2d(x, [0, 1, 0, 1])));
-  }
-}
-
-/** Nearest 2x upsampling, then conv 3x3 padding 1. */
-export class Upsample2D extends Module {
-  conv: Conv2d;
-  constructor(channels: number) {
-    super();
-    this.conv = new Conv2d(channels, channels, 3, 1, 1);
-  }
-  /** x [B, C, H, W] -> [B, C, 2H, 2W], or [B, C, size] when the skip it meets is odd-sized
-   *  (diffusers' upsample_size). Nearest resize from H to 2H - 1 picks source row
-   *  floor(i * H / (2H - 1)) = floor(i / 2), so it equals 2x upsampling cropped. */
-  forward(x: Tensor, size?: readonly [number, number]): Tensor {
-    return scope(() => {
-      let up = upsampleNearest2x(x);
-      const [h, w] = size ?? [up.shape[2], up.shape[3]];
-      if (h !== up.shape[2] || w !== up.shape[3]) {
-        if (h < up.shape[2] - 1 || h > up.shape[2] || w < up.shape[3] - 1 || w > up.shape[3]) {
-          throw new InputError(`Upsample2D: cannot resize ${x.shape[2]}x${x.shape[3]} to ${h}x${w} (expected 2x or 2x - 1)`);
-        }
-        up = window2d(up, 0, 0, h, w);
-      }
-      return this.conv.forward(up);
-    });
-  }
-}
 
 export interface BlockSpec {
   inChannels: number;
@@ -70,6 +27,8 @@ export interface AttentionSpec {
   crossDim: number;
   useLinearProjection: boolean;
 }
+
+const resnetConfig = (s: BlockSpec) => ({ tembChannels: s.tembChannels, groups: s.groups, eps: s.eps });
 
 function transformers(s: BlockSpec, a: AttentionSpec, count: number): Transformer2DModel[] {
   const dimHead = Math.floor(s.outChannels / a.heads);
@@ -93,7 +52,7 @@ abstract class DownBlockBase extends Module {
     let h = x;
     this.resnets.forEach((resnet, i) => {
       h = scope(() => {
-        const r = resnet.forward(ctx, h);
+        const r = resnet.forward(h, ctx.tembAct);
         return this.attentions ? this.attentions[i].forward(ctx, r, `${path}.attentions.${i}`) : r;
       });
       ctx.tapInput(h);
@@ -114,7 +73,7 @@ export class DownBlock2D extends DownBlockBase {
   downsamplers?: [Downsample2D];
   constructor(s: BlockSpec, addDownsample: boolean, downsamplePadding: number) {
     super();
-    this.resnets = Array.from({ length: s.layers }, (_, i) => new ResnetBlock2D(i === 0 ? s.inChannels : s.outChannels, s.outChannels, s.tembChannels, s.groups, s.eps));
+    this.resnets = Array.from({ length: s.layers }, (_, i) => new ResnetBlock2D(i === 0 ? s.inChannels : s.outChannels, s.outChannels, resnetConfig(s)));
     if (addDownsample) this.downsamplers = [new Downsample2D(s.outChannels, downsamplePadding)];
   }
 }
@@ -125,7 +84,7 @@ export class CrossAttnDownBlock2D extends DownBlockBase {
   downsamplers?: [Downsample2D];
   constructor(s: BlockSpec, a: AttentionSpec, addDownsample: boolean, downsamplePadding: number) {
     super();
-    this.resnets = Array.from({ length: s.layers }, (_, i) => new ResnetBlock2D(i === 0 ? s.inChannels : s.outChannels, s.outChannels, s.tembChannels, s.groups, s.eps));
+    this.resnets = Array.from({ length: s.layers }, (_, i) => new ResnetBlock2D(i === 0 ? s.inChannels : s.outChannels, s.outChannels, resnetConfig(s)));
     this.attentions = transformers(s, a, s.layers);
     if (addDownsample) this.downsamplers = [new Downsample2D(s.outChannels, downsamplePadding)];
   }
@@ -138,15 +97,15 @@ export class UNetMidBlock2DCrossAttn extends Module {
   constructor(s: BlockSpec, a: AttentionSpec, outputScaleFactor: number) {
     super();
     const ch = s.inChannels;
-    this.resnets = Array.from({ length: s.layers + 1 }, () => new ResnetBlock2D(ch, ch, s.tembChannels, s.groups, s.eps, outputScaleFactor));
+    this.resnets = Array.from({ length: s.layers + 1 }, () => new ResnetBlock2D(ch, ch, { ...resnetConfig(s), outputScaleFactor }));
     this.attentions = transformers({ ...s, outChannels: ch }, a, s.layers);
   }
   forward(ctx: ForwardContext, x: Tensor, path: string): Tensor {
     return scope(() => {
-      let h = this.resnets[0].forward(ctx, x);
+      let h = this.resnets[0].forward(x, ctx.tembAct);
       this.attentions.forEach((attn, i) => {
         h = attn.forward(ctx, h, `${path}.attentions.${i}`);
-        h = this.resnets[i + 1].forward(ctx, h);
+        h = this.resnets[i + 1].forward(h, ctx.tembAct);
       });
       return h;
     });
@@ -164,7 +123,7 @@ function upResnets(s: UpSpec): ResnetBlock2D[] {
   return Array.from({ length: s.layers }, (_, i) => {
     const skip = i === s.layers - 1 ? s.inChannels : s.outChannels;
     const resIn = i === 0 ? s.prevOutputChannels : s.outChannels;
-    return new ResnetBlock2D(resIn + skip, s.outChannels, s.tembChannels, s.groups, s.eps);
+    return new ResnetBlock2D(resIn + skip, s.outChannels, resnetConfig(s));
   });
 }
 
@@ -190,7 +149,7 @@ abstract class UpBlockBase extends Module {
         const cat = concat([prev, skip], 1);
         ctx.release(skip);
         ctx.release(prev);
-        let y = resnet.forward(ctx, cat);
+        let y = resnet.forward(cat, ctx.tembAct);
         if (this.attentions) y = this.attentions[i].forward(ctx, y, `${path}.attentions.${i}`);
         if (i === this.resnets.length - 1 && this.upsamplers) y = this.upsamplers[0].forward(y, upsampleSize);
         return y;

@@ -5,7 +5,7 @@ import { Module } from '../../nn/module.js';
 import { timestepEmbedding } from '../../nn/timestep.js';
 import { scope } from '../../tensor/scope.js';
 import { Tensor } from '../../tensor/tensor.js';
-import { Linear } from './layers.js';
+import { Linear } from '../layers/linear.js';
 
 /** get_timestep_embedding in float32, as torch computes it: timesteps [B] -> [B, dim].
  *  Integer timesteps (int64 in torch) convert to float32 exactly below 2^24. */

@@ -9,11 +9,12 @@ import { silu, unary } from '../../nn/elementwise.js';
 import { Module } from '../../nn/module.js';
 import { scope } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import { Conv2d } from '../layers/conv.js';
+import { GroupNorm } from '../layers/norms.js';
 import { CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D, type AttentionSpec } from './blocks.js';
 import { resolveUNetConfig, type ResolvedUNetConfig, type UNet2DConditionConfig } from './config.js';
 import { ForwardContext } from './context.js';
 import { timeProjection, TimestepEmbedding } from './embeddings.js';
-import { Conv2d, GroupNorm } from './layers.js';
 
 export type TapGroup = 'low' | 'mid' | 'high' | 'highest';
 
@@ -62,7 +63,7 @@ export class UNet2DConditionModel extends Module {
     const common = { tembChannels: temb, groups: c.groups, eps: c.eps };
     const attn = (i: number): AttentionSpec => ({ heads: c.heads[i], transformerLayers: c.transformerLayers[i], crossDim: c.crossDim[i], useLinearProjection: c.useLinearProjection });
 
-    this.conv_in = new Conv2d(c.inChannels, c.blockOut[0], c.convInKernel, 1, (c.convInKernel - 1) / 2);
+    this.conv_in = new Conv2d(c.inChannels, c.blockOut[0], c.convInKernel, { padding: (c.convInKernel - 1) / 2 });
     this.time_embedding = new TimestepEmbedding(c.timeProjDim, temb);
     this.down_blocks = c.downTypes.map((type, i) => {
       const s = { ...common, inChannels: c.blockOut[Math.max(i - 1, 0)], outChannels: c.blockOut[i], layers: c.layers[i] };
@@ -85,7 +86,7 @@ export class UNet2DConditionModel extends Module {
       return type === 'CrossAttnUpBlock2D' ? new CrossAttnUpBlock2D(s, attn(rev - i), addUp) : new UpBlock2D(s, addUp);
     });
     this.conv_norm_out = new GroupNorm(c.groups, c.blockOut[0], c.eps);
-    this.conv_out = new Conv2d(c.blockOut[0], c.outChannels, c.convOutKernel, 1, (c.convOutKernel - 1) / 2);
+    this.conv_out = new Conv2d(c.blockOut[0], c.outChannels, c.convOutKernel, { padding: (c.convOutKernel - 1) / 2 });
   }
 
   /** Every tap name this configuration produces. */

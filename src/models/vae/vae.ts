@@ -12,7 +12,9 @@ import { slice } from '../../nn/layout.js';
 import { Module } from '../../nn/module.js';
 import { scope } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { Conv2d, DownEncoderBlock2D, GroupNorm, UNetMidBlock2D, UpDecoderBlock2D, type BlockOptions } from './blocks.js';
+import { Conv2d } from '../layers/conv.js';
+import { GroupNorm } from '../layers/norms.js';
+import { DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D, VAE_EPS, type BlockOptions } from './blocks.js';
 import { vaeConfig, type AutoencoderKLConfig } from './config.js';
 
 export interface VaeRunOptions extends BlockOptions {
@@ -72,11 +74,11 @@ export class Encoder extends Module {
     super();
     const boc = c.block_out_channels;
     const g = c.norm_num_groups;
-    this.conv_in = new Conv2d(c.in_channels, boc[0], 3);
+    this.conv_in = new Conv2d(c.in_channels, boc[0], 3, { padding: 1 });
     this.down_blocks = boc.map((ch, i) => new DownEncoderBlock2D(i === 0 ? boc[0] : boc[i - 1], ch, c.layers_per_block, g, i < boc.length - 1));
     this.mid_block = new UNetMidBlock2D(boc[boc.length - 1], g);
-    this.conv_norm_out = new GroupNorm(boc[boc.length - 1], g);
-    this.conv_out = new Conv2d(boc[boc.length - 1], 2 * c.latent_channels, 3);
+    this.conv_norm_out = new GroupNorm(g, boc[boc.length - 1], VAE_EPS);
+    this.conv_out = new Conv2d(boc[boc.length - 1], 2 * c.latent_channels, 3, { padding: 1 });
   }
   tapNames(): string[] {
     return [...this.down_blocks.map((_, i) => `encoder.down_blocks.${i}`), 'encoder.mid_block'];
@@ -107,11 +109,11 @@ export class Decoder extends Module {
     super();
     const rev = [...c.block_out_channels].reverse();
     const g = c.norm_num_groups;
-    this.conv_in = new Conv2d(c.latent_channels, rev[0], 3);
+    this.conv_in = new Conv2d(c.latent_channels, rev[0], 3, { padding: 1 });
     this.up_blocks = rev.map((ch, i) => new UpDecoderBlock2D(i === 0 ? rev[0] : rev[i - 1], ch, c.layers_per_block + 1, g, i < rev.length - 1));
     this.mid_block = new UNetMidBlock2D(rev[0], g);
-    this.conv_norm_out = new GroupNorm(rev[rev.length - 1], g);
-    this.conv_out = new Conv2d(rev[rev.length - 1], c.out_channels, 3);
+    this.conv_norm_out = new GroupNorm(g, rev[rev.length - 1], VAE_EPS);
+    this.conv_out = new Conv2d(rev[rev.length - 1], c.out_channels, 3, { padding: 1 });
   }
   tapNames(): string[] {
     return ['decoder.mid_block', ...this.up_blocks.map((_, i) => `decoder.up_blocks.${i}`)];
