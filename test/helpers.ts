@@ -2,7 +2,7 @@
 // inputs, the relative-L2 comparison, and golden-fixture location.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { afterAll, expect } from 'vitest';
+import { afterAll, expect, type TestContext } from 'vitest';
 import { Runtime } from '../src/gpu/runtime.js';
 import { Tensor } from '../src/tensor/tensor.js';
 
@@ -108,7 +108,25 @@ export function finiteDiff(f: (x: Float64Array) => number, x: Float64Array, idx:
 export function goldenDir(sub = ''): string | null {
   const dir = resolve(__dirname, '..', '..', 'shared', 'golden', sub);
   if (existsSync(dir)) return dir;
-  if (process.env.CI === 'true') throw new Error(`golden fixtures missing at ${dir} (required under CI)`);
+  if (UNDER_CI) throw new Error(`golden fixtures missing at ${dir} (required under CI=true)`);
   console.warn(`skipping: golden fixtures not found at ${dir}`);
   return null;
+}
+
+/** True under CI (`CI=true`, which .ci/run sets): there a missing requirement fails instead of skipping. */
+export const UNDER_CI = process.env.CI === 'true';
+
+/**
+ * A requirement a test cannot run without: outside CI an unmet one is a visible skip with
+ * its reason; under CI it is a failure, so nothing passes without having checked.
+ */
+export function requireOrSkip(ctx: TestContext, ok: boolean, reason: string): void {
+  if (ok) return;
+  if (UNDER_CI) throw new Error(`${reason} (required under CI=true)`);
+  ctx.skip(reason);
+}
+
+/** f16 tests need the adapter's shader-f16 (lavapipe has it). */
+export function requireF16(rt: Runtime, ctx: TestContext): void {
+  requireOrSkip(ctx, rt.gpu.hasF16, `the adapter (${rt.gpu.report.description || rt.gpu.report.device || 'unknown'}) has no shader-f16`);
 }

@@ -82,5 +82,5 @@ describe('grounding module', () => {
     for (const [name, p] of params) {
       if (p.kind === 'buffer') expectClose(await p.t.toArray(), await singleParams.get(name)!.t.toArray(), { label: `buffer ${name}`, relL2: 1e-6 });
     }
-   }, 180_000);
+  });
 });

@@ -4,7 +4,7 @@ import { ShapeError, LimitError } from '../../src/gpu/errors.js';
 import type { Runtime } from '../../src/gpu/runtime.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { attentionBackwardRef, attentionRef, type AttentionDims } from '../../src/ref/attention.js';
-import { expectClose, finiteDiff, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
+import { expectClose, finiteDiff, randomArray, randomTensor, requireF16, runtime, TOL } from '../helpers.js';
 
 interface Case extends AttentionDims {
   name: string;
@@ -91,9 +91,9 @@ describe('attention forward', () => {
     expectClose(await g.dv.toArray(), gref.dv, { label: 'grid dv', relL2: TOL.reduction });
   });
 
-  it('f16 storage matches float64 within the f16 tolerance', async () => {
+  it('f16 storage matches float64 within the f16 tolerance', async (ctx) => {
     const rt = await runtime();
-    if (!rt.gpu.hasF16) return expect(rt.gpu.hasF16).toBe(false);
+    requireF16(rt, ctx);
     const c: Case = { name: 'f16', B: 1, Lq: 37, Lk: 77, H: 2, D: 8 };
     const C = c.H * c.D;
     const [qd, kd, vd] = [randomArray(c.Lq * C, 1), randomArray(c.Lk * C, 2), randomArray(c.Lk * C, 3)];

@@ -3,7 +3,7 @@ import { LimitError } from '../../src/gpu/errors.js';
 import { conv2d, conv2dBackward } from '../../src/nn/conv2d.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { conv2dBackwardRef, conv2dRef, convOut, type ConvDims } from '../../src/ref/conv2d.js';
-import { expectClose, finiteDiff, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
+import { expectClose, finiteDiff, randomArray, randomTensor, requireF16, runtime, TOL } from '../helpers.js';
 
 type Case = [string, ConvDims];
 const ragged = { N: 2, Cin: 5, H: 9, W: 11 };
@@ -124,9 +124,9 @@ describe('conv2d', () => {
     expect(() => conv2dBackward(x.t, w.t, dy.t, { padding: 1, maxBindingBytes: 2000 })).toThrow(/dilated dy/);
   });
 
-  it('f16 storage matches float64 within the f16 tolerance', async () => {
+  it('f16 storage matches float64 within the f16 tolerance', async (ctx) => {
     const rt = await runtime();
-    if (!rt.gpu.hasF16) return expect(rt.gpu.hasF16).toBe(false);
+    requireF16(rt, ctx);
     const d = CASES[1][1];
     const { x, w, b } = setup(rt, d, 800);
     const f16 = (t: Tensor, data: Float32Array) => Tensor.from(rt, data, t.shape, 'f16');

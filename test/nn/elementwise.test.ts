@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ACT, add, binary, unary, unaryBackward, type Activation } from '../../src/nn/elementwise.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { ACT_REF, binaryRef, unaryRef } from '../../src/ref/elementwise.js';
-import { expectClose, finiteDiff, randomTensor, runtime, TOL } from '../helpers.js';
+import { expectClose, finiteDiff, randomTensor, requireF16, runtime, TOL } from '../helpers.js';
 
 const acts = Object.keys(ACT) as Activation[];
 
@@ -81,9 +81,9 @@ describe('elementwise', () => {
     t.dispose();
   });
 
-  it('f16 storage matches float64 within the f16 tolerance', async () => {
+  it('f16 storage matches float64 within the f16 tolerance', async (ctx) => {
     const rt = await runtime();
-    if (!rt.gpu.hasF16) return expect(rt.gpu.hasF16).toBe(false);
+    requireF16(rt, ctx);
     const { data } = randomTensor(rt, [999], 51, -2, 2);
     const t = Tensor.from(rt, data, [999], 'f16');
     const y = unary(t, 'gelu');

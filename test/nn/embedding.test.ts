@@ -3,7 +3,7 @@ import { ShapeError } from '../../src/gpu/errors.js';
 import { embedding } from '../../src/nn/embedding.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { embeddingRef } from '../../src/ref/embedding.js';
-import { expectClose, randomArray, randomTensor, rng, runtime } from '../helpers.js';
+import { expectClose, randomArray, randomTensor, requireF16, rng, runtime } from '../helpers.js';
 
 describe('embedding', () => {
   it('gathers rows of a small f32 table for ids of any shape', async () => {
@@ -27,9 +27,9 @@ describe('embedding', () => {
     expect(Array.from(y.subarray(0, 6))).toEqual([0, 0, 0, 0, 0, 0]);
   });
 
-  it('widens an f16 table to f32', async () => {
+  it('widens an f16 table to f32', async (ctx) => {
     const rt = await runtime();
-    if (!rt.gpu.hasF16) return expect(rt.gpu.hasF16).toBe(false);
+    requireF16(rt, ctx);
     const table = Tensor.from(rt, randomArray(21 * 9, 4), [21, 9], 'f16');
     const idData = Int32Array.from([20, 0, 5, 5, 13, 1, 7]);
     const y = embedding(table, Tensor.from(rt, idData, [7], 'i32'));

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { groupNorm } from '../../src/nn/group_norm.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { groupNormRef } from '../../src/ref/group_norm.js';
-import { expectClose, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
+import { expectClose, randomArray, randomTensor, requireF16, runtime, TOL } from '../helpers.js';
 
 describe('groupNorm', () => {
   // SD's 320 channels / 32 groups on a ragged 9x7 map; a small odd case; rows past one
@@ -46,9 +46,9 @@ describe('groupNorm', () => {
     x.t.dispose();
   });
 
-  it('f16 storage matches float64 within the f16 tolerance', async () => {
+  it('f16 storage matches float64 within the f16 tolerance', async (ctx) => {
     const rt = await runtime();
-    if (!rt.gpu.hasF16) return expect(rt.gpu.hasF16).toBe(false);
+    requireF16(rt, ctx);
     const xd = randomArray(2 * 40 * 37, 14, -2, 2);
     const wd = randomArray(40, 15, 0.5, 1.5);
     const bd = randomArray(40, 16);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { layerNorm, layerNormBackward } from '../../src/nn/layer_norm.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { layerNormBackwardRef, layerNormRef } from '../../src/ref/layer_norm.js';
-import { expectClose, finiteDiff, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
+import { expectClose, finiteDiff, randomArray, randomTensor, requireF16, runtime, TOL } from '../helpers.js';
 
 describe('layerNorm', () => {
   // CLIP's 768 (three strides of 256 threads), a ragged 37, and 2053 (past 8 per thread).
@@ -96,9 +96,9 @@ describe('layerNorm', () => {
     expectClose(await g.dweight.toArray(), ref.dweight, { label: 'dweight 65600 rows', relL2: TOL.reduction });
   });
 
-  it('f16 storage matches float64 within the f16 tolerance', async () => {
+  it('f16 storage matches float64 within the f16 tolerance', async (ctx) => {
     const rt = await runtime();
-    if (!rt.gpu.hasF16) return expect(rt.gpu.hasF16).toBe(false);
+    requireF16(rt, ctx);
     const xd = randomArray(3 * 77, 40, -2, 2);
     const wd = randomArray(77, 41, 0.5, 1.5);
     const bd = randomArray(77, 42);

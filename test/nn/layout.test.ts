@@ -3,7 +3,7 @@ import { ShapeError } from '../../src/gpu/errors.js';
 import { concat, copyInto, permute, slice } from '../../src/nn/layout.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { concatRef, permuteRef, sliceRef } from '../../src/ref/layout.js';
-import { expectClose, randomArray, randomTensor, runtime } from '../helpers.js';
+import { expectClose, randomArray, randomTensor, requireF16, runtime } from '../helpers.js';
 
 // Data movement is exact: every comparison asks for rel L2 0 except f16 widening checks.
 const EXACT = 0;
@@ -23,14 +23,18 @@ describe('layout', () => {
     }
   });
 
-  it('concat keeps the bits of i32 tensors and f16 values', async () => {
+  it('concat keeps the bits of i32 tensors', async () => {
     const rt = await runtime();
     // Small ints are f32 denormals and 0x7fc00001 / -1 are NaN patterns: all must survive.
     const a = Int32Array.from([1, 2, 3, 0x7fc00001, -1, 0x00000007]);
     const b = Int32Array.from([-5, 0x7f800001, 12345678]);
     const y = concat([Tensor.from(rt, a, [2, 3], 'i32'), Tensor.from(rt, b, [1, 3], 'i32')], 0);
     expect(Array.from(await y.toIntArray())).toEqual([...a, ...b]);
-    if (!rt.gpu.hasF16) return;
+  });
+
+  it('concat keeps f16 values', async (ctx) => {
+    const rt = await runtime();
+    requireF16(rt, ctx);
     const ha = Tensor.from(rt, randomArray(3 * 5, 7), [3, 5], 'f16');
     const hb = Tensor.from(rt, randomArray(3 * 2, 8), [3, 2], 'f16');
     const hy = concat([ha, hb], 1);
@@ -57,7 +61,7 @@ describe('layout', () => {
     expectClose(await y.toArray(), sliceRef(x.data, shape, a, s, e), { label: `slice ${shape}`, relL2: EXACT });
   });
 
-  it('copyInto writes only its window (the backward of slice)', async () => {
+  it('copyInto writes only its window (the backward of slice)', async (ctx) => {
     const rt = await runtime();
     const dst = randomTensor(rt, [3, 10, 4], 300);
     const src = randomTensor(rt, [3, 4, 4], 301);
@@ -91,13 +95,13 @@ describe('layout', () => {
     expectClose(await y.toArray(), permuteRef(x.data, shape, perm), { label: `permute ${shape} ${perm}`, relL2: EXACT });
   });
 
-  it.each([
+  it.for([
     [[2, 8, 3, 4], [0, 2, 3, 1]],
     [[2, 3, 5, 8], [0, 2, 1, 3]],
     [[3, 5, 7], [2, 0, 1]],
-  ])('f16 permute %j by %j', async (shape, perm) => {
+  ])('f16 permute %j by %j', async ([shape, perm], ctx) => {
     const rt = await runtime();
-    if (!rt.gpu.hasF16) return expect(rt.gpu.hasF16).toBe(false);
+    requireF16(rt, ctx);
     const x = Tensor.from(rt, randomArray(shape.reduce((a, b) => a * b, 1), 410), shape, 'f16');
     const y = permute(x, perm);
     expect(y.dtype).toBe('f16');

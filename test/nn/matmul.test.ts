@@ -3,7 +3,7 @@ import { ShapeError } from '../../src/gpu/errors.js';
 import { linear, linearBackward, matmul } from '../../src/nn/matmul.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { linearBackwardRef, linearRef, matmulRef } from '../../src/ref/matmul.js';
-import { expectClose, finiteDiff, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
+import { expectClose, finiteDiff, randomArray, randomTensor, requireF16, runtime, TOL } from '../helpers.js';
 
 // f16 storage with f32 accumulation: inputs and the output each round to 11 bits
 // (relative 2^-11 ~ 4.9e-4 per value); measured rel L2 ~3e-4, checked against TOL.f16.
@@ -118,9 +118,9 @@ describe('matmul', () => {
     expectClose(await c.toArray(), matmulRef(a.data, b.data, Z, M, N, K), { label: 'batch 70000', relL2: TOL.matmul });
   });
 
-  it('f16 storage with f32 accumulation', async () => {
+  it('f16 storage with f32 accumulation', async (ctx) => {
     const rt = await runtime();
-    if (!rt.gpu.hasF16) return expect(rt.gpu.hasF16).toBe(false);
+    requireF16(rt, ctx);
     const [M, K, N] = [45, 300, 67];
     const ad = randomArray(M * K, 23);
     const bd = randomArray(N * K, 24);

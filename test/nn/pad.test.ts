@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { pad2d, pad2dBackward, pasteInto2d, window2d, type Pads } from '../../src/nn/pad.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { pad2dRef, pasteRef, windowRef } from '../../src/ref/pad.js';
-import { expectClose, finiteDiff, randomTensor, runtime, TOL } from '../helpers.js';
+import { expectClose, finiteDiff, randomTensor, requireF16, runtime, TOL } from '../helpers.js';
 
 describe('pad', () => {
   it.each<[number[], Pads]>([
@@ -73,9 +73,9 @@ describe('pad', () => {
     expect(bad).toBe(0);
   });
 
-  it('f16 pads when the adapter has shader-f16', async () => {
+  it('f16 pads when the adapter has shader-f16', async (ctx) => {
     const rt = await runtime();
-    if (!rt.gpu.hasF16) return;
+    requireF16(rt, ctx);
     const { data } = randomTensor(rt, [2, 3, 5, 5], 37);
     const y = pad2d(Tensor.from(rt, data, [2, 3, 5, 5], 'f16'), [0, 1, 0, 1]);
     expectClose(await y.toArray(), pad2dRef(Float32Array.from(data, (v) => Math.fround(v)), 6, 5, 5, [0, 1, 0, 1]), { label: 'pad2d f16', relL2: TOL.f16 });

@@ -3,7 +3,7 @@ import { InputError, ShapeError } from '../../src/gpu/errors.js';
 import { resizeBilinear, resizeBilinearBackward, upsampleNearest2x } from '../../src/nn/resize.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { bilinearBackwardRef, bilinearRef, nearest2xRef } from '../../src/ref/resize.js';
-import { expectClose, finiteDiff, randomArray, randomTensor, runtime, TOL } from '../helpers.js';
+import { expectClose, finiteDiff, randomArray, randomTensor, requireF16, runtime, TOL } from '../helpers.js';
 
 describe('resize', () => {
   it.each([
@@ -81,9 +81,9 @@ describe('resize', () => {
     idx.forEach((i, k) => expect(Math.abs(fd[k] - grad[i]), `index ${i}`).toBeLessThan(1e-7 * Math.max(1, Math.abs(grad[i]))));
   });
 
-  it('f16: nearest is exact, bilinear forward and backward stay within the f16 tolerance', async () => {
+  it('f16: nearest is exact, bilinear forward and backward stay within the f16 tolerance', async (ctx) => {
     const rt = await runtime();
-    if (!rt.gpu.hasF16) return expect(rt.gpu.hasF16).toBe(false);
+    requireF16(rt, ctx);
     const shape = [1, 3, 6, 10];
     const data = randomArray(180, 7);
     const x = Tensor.from(rt, data, shape, 'f16');

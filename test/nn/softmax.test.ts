@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { softmax, softmaxBackward } from '../../src/nn/softmax.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { softmaxBackwardRef, softmaxRef } from '../../src/ref/softmax.js';
-import { expectClose, finiteDiff, randomTensor, runtime, TOL } from '../helpers.js';
+import { expectClose, finiteDiff, randomTensor, requireF16, runtime, TOL } from '../helpers.js';
 
 describe('softmax', () => {
   // Row widths: CLIP's 77 tokens, 1024 (a 32x32 latent's attention; vec4 path), 4097
@@ -64,9 +64,9 @@ describe('softmax', () => {
     expectClose(await softmax(v.t).toArray(), softmaxRef(v.data, rows, 4), { label: 'softmax vec4 70001 rows', relL2: TOL.reduction });
   });
 
-  it('f16 storage matches float64 within the f16 tolerance', async () => {
+  it('f16 storage matches float64 within the f16 tolerance', async (ctx) => {
     const rt = await runtime();
-    if (!rt.gpu.hasF16) return expect(rt.gpu.hasF16).toBe(false);
+    requireF16(rt, ctx);
     const { data } = randomTensor(rt, [3, 333], 11, -4, 4);
     const y = softmax(Tensor.from(rt, data, [3, 333], 'f16'));
     expect(y.dtype).toBe('f16');

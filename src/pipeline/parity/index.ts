@@ -1,33 +1,55 @@
 // Runs any golden fixture folder: reads manifest.json, picks the component handler by
 // its `component` field, and evaluates every check the handler returns.
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../../gpu/errors.js';
-import { evaluate, type ParityHandler, type ParityRow } from './types.js';
+import { handler as clipText } from './clip_text.js';
+import { handler as evalMiou } from './eval.js';
+import { handler as grounding } from './grounding.js';
+import { handler as schedulers } from './schedulers.js';
+import { handler as tokenizer } from './tokenizer.js';
+import { evaluate, type ParityCheck, type ParityHandler, type ParityRow } from './types.js';
+import { handler as unet } from './unet.js';
+import { handler as vae } from './vae.js';
 
 export type { ParityCheck, ParityRow, ParityHandler, ParityMetric } from './types.js';
 
-/** manifest `component` -> module in this folder exporting `handler: ParityHandler`. */
-const HANDLER_MODULES: Record<string, string> = {
-  clip_tokenizer: 'tokenizer',
-  clip_text: 'clip_text',
-  unet: 'unet',
-  vae: 'vae',
-  schedulers: 'schedulers',
-  grounding: 'grounding',
+/** manifest `component` -> its handler. A component missing here is reported by name. */
+const HANDLERS: Record<string, ParityHandler> = {
+  clip_tokenizer: tokenizer,
+  clip_text: clipText,
+  unet,
+  vae,
+  schedulers,
+  grounding,
+  eval: evalMiou,
 };
 
 export function parityComponents(): string[] {
-  return Object.keys(HANDLER_MODULES).sort();
+  return Object.keys(HANDLERS).sort();
 }
 
-async function loadHandler(component: string): Promise<ParityHandler | null> {
-  const name = HANDLER_MODULES[component];
-  if (!name) return null;
-  // A computed specifier: handlers are optional modules, resolved at run time.
-  const spec = `./${name}.js`;
-  const mod = (await import(spec)) as { handler?: ParityHandler };
-  return mod.handler ?? null;
+/** The handler for a manifest component, or null when this version has none. */
+export function parityHandler(component: string): ParityHandler | null {
+  return Object.hasOwn(HANDLERS, component) ? HANDLERS[component] : null;
+}
+
+/** Every fixture folder at or below `root` (a folder holding manifest.json), sorted. */
+export function fixtureDirs(root: string): string[] {
+  const st = statSync(root, { throwIfNoEntry: false });
+  if (!st) throw new InputError(`${root} does not exist`);
+  if (!st.isDirectory()) throw new InputError(`${root} is not a folder (give a fixture folder or a folder of them)`);
+  const out: string[] = [];
+  const walk = (dir: string) => {
+    if (existsSync(join(dir, 'manifest.json'))) out.push(dir);
+    for (const f of readdirSync(dir).sort()) {
+      const p = join(dir, f);
+      if (statSync(p).isDirectory()) walk(p);
+    }
+  };
+  walk(root);
+  return out;
 }
 
 /** JSON as Python's json.dump writes it: bare NaN / Infinity / -Infinity are allowed. */
@@ -61,12 +83,38 @@ export interface ParityReport {
 export async function runParity(dir: string, log: (msg: string) => void = () => {}): Promise<ParityReport> {
   const manifest = await readManifest(dir);
   const component = String(manifest.component ?? '');
-  const handler = await loadHandler(component);
-  if (!handler) {
-    throw new InputError(`${dir}: component '${component}' has no parity handler (known: ${parityComponents().join(', ')})`);
-  }
+  const handler = parityHandler(component);
+  if (!handler) throw new NoHandlerError(dir, component);
   const checks = await handler.run(dir, manifest, log);
   const rows = checks.map(evaluate);
+  rows.push(...uncompared(manifest, checks));
   if (rows.length === 0) rows.push({ name: '(no outputs)', maxAbs: NaN, maxRef: NaN, rel: NaN, metric: 'exact', tol: 0, pass: false, error: 'the handler produced no checks' });
   return { dir, component, rows, pass: rows.every((r) => r.pass) };
+}
+
+/** A fixture folder whose component this version cannot check yet. */
+export class NoHandlerError extends InputError {
+  constructor(readonly dir: string, readonly component: string) {
+    super(`${dir}: no handler for component ${component || '(none)'} (this version checks: ${parityComponents().join(', ')})`);
+  }
+}
+
+/** io.tensors kinds that are results: each must be compared, not only what a handler chose to. */
+const RESULT_KINDS = new Set(['output', 'hook', 'intermediate', 'summary', 'check']);
+
+/**
+ * One failing row per result tensor the manifest lists but no check compared, so a handler
+ * that silently skips an output (a model that stopped returning a hook) fails the fixture.
+ * Entries marked `compare: "none"` are documentation only.
+ */
+export function uncompared(manifest: Record<string, unknown>, checks: ParityCheck[]): ParityRow[] {
+  const io = manifest.io as { tensors?: Record<string, { kind?: string; compare?: unknown }> } | undefined;
+  if (!io || typeof io !== 'object' || !io.tensors || typeof io.tensors !== 'object') return [];
+  const seen = new Set(checks.map((c) => c.name));
+  const rows: ParityRow[] = [];
+  for (const [name, t] of Object.entries(io.tensors)) {
+    if (!RESULT_KINDS.has(String(t?.kind)) || t?.compare === 'none' || seen.has(name)) continue;
+    rows.push({ name, maxAbs: NaN, maxRef: NaN, rel: NaN, metric: 'exact', tol: 0, pass: false, error: `listed in the manifest as ${t.kind} but not compared` });
+  }
+  return rows;
 }
