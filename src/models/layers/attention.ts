@@ -6,7 +6,7 @@
 import { LimitError, ShapeError } from '../../gpu/errors.js';
 import { attention, attentionWithProbs } from '../../nn/attention.js';
 import { add, unary } from '../../nn/elementwise.js';
-import { copyInto, slice } from '../../nn/layout.js';
+import { copyInto, permute, slice } from '../../nn/layout.js';
 import { matmul } from '../../nn/matmul.js';
 import { Module } from '../../nn/module.js';
 import { softmax } from '../../nn/softmax.js';
@@ -48,6 +48,11 @@ export interface AttentionRunOptions {
   /** Receives the head-averaged probabilities [B, Lq, Lk] (DAAM) inside the forward's
    *  scope: keep() what should outlive it. */
   onProbs?: (probsMean: Tensor) => void;
+  /** Receives the per-head probabilities softmax(q k^T * scale) [rows, heads, Lq, Lk] of
+   *  batch rows [rows[0], rows[1]) (default all) inside the forward's scope (DAAM sums
+   *  them). Computed apart from the output (matmul + softmax, the score tensor
+   *  materialised: cheap for cross-attention's 77 keys); the output path is unchanged. */
+  headProbs?: { rows?: readonly [number, number]; receive: (probs: Tensor) => void };
   /** @internal Tests: the matmul-softmax-matmul path (single head) even where the fused
    *  kernel fits. */
   unfusedAttention?: boolean;
@@ -140,9 +145,30 @@ export class Attention extends Module {
     return residual ? add(y, residual) : y;
   }
 
+  /** softmax(q k^T * scale) per head of batch rows [r0, r1): q [B, Lq, inner], k [B, Lk,
+   *  inner] -> [r1 - r0, heads, Lq, Lk]. */
+  private probsPerHead(q: Tensor, k: Tensor, rows?: readonly [number, number]): Tensor {
+    const [B, Lq] = q.shape;
+    const Lk = k.shape[1];
+    const [r0, r1] = rows ?? [0, B];
+    if (!Number.isInteger(r0) || !Number.isInteger(r1) || r0 < 0 || r1 > B || r0 >= r1) {
+      throw new ShapeError(`Attention: probability rows [${r0}, ${r1}) are not a range of the batch of ${B}`);
+    }
+    const n = r1 - r0;
+    const bytes = n * this.heads * Lq * Lk * 4;
+    const limit = q.rt.limits.maxStorageBufferBindingSize;
+    if (bytes > limit) {
+      throw new LimitError(`Attention: per-head probabilities of ${n} rows x ${this.heads} heads x ${Lq} x ${Lk} (${bytes} bytes) exceed the binding limit ${limit}; run fewer images at once`);
+    }
+    const rowsOf = (t: Tensor) => (n === B ? t : slice(t, 0, r0, r1));
+    const split = (t: Tensor, L: number) => permute(rowsOf(t).reshape([n, L, this.heads, this.dimHead]), [0, 2, 1, 3]);
+    return softmax(matmul(split(q, Lq), split(k, Lk), { transB: true, alpha: this.scale }));
+  }
+
   /** softmax(q k^T / sqrt(dimHead)) v per head: q [B, Lq, inner], k, v [B, Lk, inner]. */
   private attend(q: Tensor, k: Tensor, v: Tensor, opts: AttentionRunOptions): Tensor {
     const a = { heads: this.heads, scale: this.scale };
+    if (opts.headProbs) opts.headProbs.receive(this.probsPerHead(q, k, opts.headProbs.rows));
     if (opts.onProbs) {
       const r = attentionWithProbs(q, k, v, a);
       opts.onProbs(r.probsMean);

@@ -95,7 +95,9 @@ export class BasicTransformerBlock extends Module {
     return scope(() => {
       let h = this.attn1.forward(this.norm1.forward(hiddenStates), { residual: hiddenStates });
       const onProbs = ctx.crossAttention ? (p: Tensor) => ctx.recordProbs(`${path}.attn2`, p) : undefined;
-      h = this.attn2.forward(this.norm2.forward(h), { encoderHiddenStates: ctx.encoderHiddenStates, residual: h, onProbs });
+      const sink = ctx.sink;
+      const headProbs = sink?.wants(`${path}.attn2`) ? { rows: sink.rows, receive: (p: Tensor) => sink.receive(`${path}.attn2`, p) } : undefined;
+      h = this.attn2.forward(this.norm2.forward(h), { encoderHiddenStates: ctx.encoderHiddenStates, residual: h, onProbs, headProbs });
       return this.ff.forward(this.norm3.forward(h), h);
     });
   }

@@ -5,6 +5,18 @@
 import type { Tensor } from '../../tensor/tensor.js';
 import { keep } from '../../tensor/scope.js';
 
+/** Receives per-head cross-attention probabilities of chosen attn2 layers (DAAM). */
+export interface CrossAttentionSink {
+  /** Whether to capture the attn2 at this module path, e.g.
+   *  `up_blocks.1.attentions.0.transformer_blocks.0.attn2`. */
+  wants(path: string): boolean;
+  /** Batch rows [start, end) to compute (default all; DAAM takes the conditional half). */
+  readonly rows?: readonly [number, number];
+  /** probs [rows, heads, h*w, Lk] = softmax(q k^T / sqrt(head_dim)) per head, valid during
+   *  the call only (inside the forward's scope): accumulate it or keep() it. */
+  receive(path: string, probs: Tensor): void;
+}
+
 export class ForwardContext {
   readonly taps = new Map<string, Tensor>();
   /** Head-averaged cross-attention probabilities [B, Lq, Lk] per attn2 path (DAAM). */
@@ -21,6 +33,8 @@ export class ForwardContext {
     readonly encoderHiddenStates: Tensor,
     private readonly requested: ReadonlySet<string>,
     crossAttentionProbs: boolean,
+    /** Per-head cross-attention probabilities go here (UNetForwardOptions.crossAttentionSink). */
+    readonly sink?: CrossAttentionSink,
   ) {
     this.crossAttention = crossAttentionProbs ? new Map() : undefined;
   }

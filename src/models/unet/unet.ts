@@ -13,7 +13,7 @@ import { Conv2d } from '../layers/conv.js';
 import { GroupNorm } from '../layers/norms.js';
 import { CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D, type AttentionSpec } from './blocks.js';
 import { resolveUNetConfig, type ResolvedUNetConfig, type UNet2DConditionConfig } from './config.js';
-import { ForwardContext } from './context.js';
+import { ForwardContext, type CrossAttentionSink } from './context.js';
 import { timeProjection, TimestepEmbedding } from './embeddings.js';
 
 export type TapGroup = 'low' | 'mid' | 'high' | 'highest';
@@ -32,6 +32,8 @@ export interface UNetForwardOptions {
   taps?: string[];
   /** Return every attn2's head-averaged probabilities [B, HW, L], keyed by module path. */
   crossAttentionProbs?: boolean;
+  /** Hands per-head probabilities of the attn2 layers it wants to it (DAAM). */
+  crossAttentionSink?: CrossAttentionSink;
 }
 
 export interface UNetOutput {
@@ -119,7 +121,7 @@ export class UNet2DConditionModel extends Module {
 
     return scope(() => {
       const emb = this.time_embedding.forward(timeProjection(rt, ts, c.timeProjDim, c.flipSinToCos, c.freqShift));
-      const ctx = new ForwardContext(silu(emb), encoderHiddenStates, new Set(opts.taps ?? []), opts.crossAttentionProbs ?? false);
+      const ctx = new ForwardContext(silu(emb), encoderHiddenStates, new Set(opts.taps ?? []), opts.crossAttentionProbs ?? false, opts.crossAttentionSink);
       ctx.tap('time_embedding', emb);
 
       let h = this.conv_in.forward(c.centerInput ? unary(sample, 'none', 2, -1) : sample);

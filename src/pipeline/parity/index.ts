@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { InputError } from '../../gpu/errors.js';
 import { handler as clipText } from './clip_text.js';
 import { handler as evalMiou } from './eval.js';
+import { handler as grounded } from './grounded.js';
 import { handler as grounding } from './grounding.js';
 import { handler as schedulers } from './schedulers.js';
 import { handler as tokenizer } from './tokenizer.js';
@@ -23,6 +24,7 @@ const HANDLERS: Record<string, ParityHandler> = {
   vae,
   schedulers,
   grounding,
+  grounded,
   eval: evalMiou,
 };
 
