@@ -46,4 +46,11 @@ export { generate, type GenerateOptions, type GenerateResult } from './pipeline/
 export { train, trainGrounding } from './pipeline/train.js';
 export { groundBatch, evaluateMIoU } from './pipeline/ground.js';
 export { initialLatents } from './pipeline/latents.js';
+export {
+  generateGrounded, classEmbeddings, classesFromPrompt, snapshotGroundingState, restoreGroundingState,
+  type GroundedOptions, type GroundedResult, type GroundedImage, type GroundedSettings, type GroundedTimings, type GroundedProgress,
+  type GroundedStage, type BatchNormMode, type GroundingState,
+} from './pipeline/grounded.js';
+export { DaamAccumulator, daamLayers, daamWordMaps, DAAM_THRESHOLD, type DaamLayer, type DaamWordMap } from './pipeline/daam.js';
+export type { CrossAttentionSink } from './models/unet/index.js';
 export { writePng, overlayMasks } from './io/png.js';
