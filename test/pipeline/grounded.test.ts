@@ -333,6 +333,13 @@ describe('generateGrounded (tiny SD, random grounding module)', () => {
     await restoreGroundingState(seg, snap);
     const b = await generateGrounded(sd, seg, opts);
     expect(Buffer.from(b.images[0].logits[0].buffer).equals(Buffer.from(a.images[0].logits[0].buffer))).toBe(true);
+    const afterOne = Array.from((await u0(seg)) ?? []);
+    // A batch runs the module image by image: image 0 sees the same buffers as a batch of
+    // one, and the buffers advance once per image.
+    await restoreGroundingState(seg, snap);
+    const two = await generateGrounded(sd, seg, { ...opts, batch: 2 });
+    expectClose(two.images[0].logits[0], a.images[0].logits[0], { label: 'official image 0 of 2', relL2: 1e-5 });
+    expect(Array.from((await u0(seg)) ?? [])).not.toEqual(afterOne);
   });
 
   it('refuses bad input clearly, before any denoising', async () => {
