@@ -43,7 +43,7 @@ export { groundingBackward } from './models/grounding/backward.js';
 export { Adam, AdamW } from './nn/optim.js';
 export { StableDiffusion, SD15_CONFIGS, TINY_CONFIGS } from './models/sd.js';
 export { generate, type GenerateOptions, type GenerateResult } from './pipeline/generate.js';
-export { train, trainGrounding } from './pipeline/train.js';
+export { train, trainGrounding } from './pipeline/train/index.js';
 export { groundBatch, evaluateMIoU } from './pipeline/ground.js';
 export { initialLatents } from './pipeline/latents.js';
 export {

@@ -1,15 +1,16 @@
 // `grounded-sd train`: trains the grounding module on a folder of training samples (see
 // src/io/samples.ts) or on the synthetic task. Progress goes to stderr, one JSON line
 // per step to <out>/log.jsonl, checkpoints to <out>/ckpt-<step>/ (newest named in
-// <out>/latest); a summary line goes to stdout.
+// <out>/latest); a summary line goes to stdout. The library checks every value's range
+// (src/pipeline/train/options.ts); here only the syntax of numbers is checked.
 import { parseArgs } from 'node:util';
 import { Runtime } from '../gpu/runtime.js';
-import { trainGrounding, type ConfigName, type Strategy } from '../pipeline/train.js';
+import { DEFAULT_MEMORY_BUDGET, trainGrounding, type ConfigName, type Strategy } from '../pipeline/train/index.js';
 import type { Command } from './main.js';
 
 const USAGE = 'grounded-sd train (--data DIR | --synthetic) --out DIR [--steps N] [--lr X] [--batch N] [--accum K] [--seed N] '
   + '[--strategy normal|no-zero-masks] [--dice W] [--optimizer adam|adamw] [--weight-decay X] [--checkpoint-every N] '
-  + '[--loss-every N] [--resume] [--config tiny|sd1]';
+  + '[--loss-every N] [--resume | --overwrite] [--memory-budget GIB] [--config tiny|sd1]';
 
 function num(name: string, v: string | undefined, dflt: number, integer: boolean, min: number): number {
   if (v === undefined) return dflt;
@@ -43,7 +44,9 @@ export const trainCommand: Command = {
     '  --weight-decay X     L2 (adam) or decoupled (adamw) decay (default 0 / 0.01)',
     '  --checkpoint-every N checkpoint every N steps (default 100; always at the end)',
     '  --loss-every N       read the loss back every N steps (default 1)',
-    '  --resume             continue from <out>/latest (same options as the first run)',
+    '  --resume             continue from <out>/latest (the settings the run started with are checked)',
+    '  --overwrite          delete the run already in --out and start over (without it, such a folder is refused)',
+    `  --memory-budget GIB  device memory a step may use (default ${DEFAULT_MEMORY_BUDGET / 2 ** 30}); larger batches are refused`,
     '  --config C           tiny (test widths, 32x32 masks) or sd1 (real widths, default)',
   ].join('\n'),
   async run(argv) {
@@ -56,11 +59,13 @@ export const trainCommand: Command = {
           steps: { type: 'string' }, lr: { type: 'string' }, batch: { type: 'string' }, accum: { type: 'string' },
           seed: { type: 'string' }, strategy: { type: 'string' }, dice: { type: 'string' },
           optimizer: { type: 'string' }, 'weight-decay': { type: 'string' }, 'checkpoint-every': { type: 'string' },
-          'loss-every': { type: 'string' }, resume: { type: 'boolean' }, config: { type: 'string' },
+          'loss-every': { type: 'string' }, resume: { type: 'boolean' }, overwrite: { type: 'boolean' },
+          'memory-budget': { type: 'string' }, config: { type: 'string' },
         },
       }).values;
       if (!values.out) throw new RangeError('--out DIR is required');
       if (!!values.data === !!values.synthetic) throw new RangeError('give exactly one of --data DIR and --synthetic');
+      if (values.resume && values.overwrite) throw new RangeError('--resume continues the run in --out and --overwrite deletes it; give one of them');
     } catch (e) {
       console.error(`grounded-sd train: ${(e as Error).message}\nusage: ${USAGE}`);
       return 2;
@@ -82,6 +87,8 @@ export const trainCommand: Command = {
         checkpointEvery: num('checkpoint-every', values['checkpoint-every'], 100, true, 1),
         lossEvery: num('loss-every', values['loss-every'], 1, true, 1),
         resume: values.resume ?? false,
+        overwrite: values.overwrite ?? false,
+        memoryBudget: num('memory-budget', values['memory-budget'], DEFAULT_MEMORY_BUDGET / 2 ** 30, false, 0) * 2 ** 30,
         config: oneOf<ConfigName>('config', values.config, ['tiny', 'sd1'], 'sd1'),
       };
     } catch (e) {

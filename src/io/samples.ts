@@ -6,7 +6,11 @@
 // Samples stay on the host here (io sits below models); the training loop uploads them.
 // SampleFolder lists a folder of such files and gives a seeded order per epoch, so a
 // resumed run sees the same sequence as an uninterrupted one.
-import { readdir } from 'node:fs/promises';
+// Every sample is checked: its header when the folder is opened (shapes, against the
+// module's SampleSpec when one is given), its values when read (finite features and
+// embeddings, targets in [0, 1], U8 ones exactly 0 or 1); every error names the file. Paths are stat'ed before they are opened, since opening a
+// FIFO blocks until something writes to it.
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError, WeightError } from '../gpu/errors.js';
 import { f32ToF16Array } from '../tensor/f16.js';
@@ -28,6 +32,16 @@ export interface TrainingSample {
   target: HostArray;
   classes: string[];
   prompt: string;
+  /** The file it was read from (named in errors). */
+  source?: string;
+}
+
+/** The shapes a module expects of its samples (a GroundingConfig has these fields). */
+export interface SampleSpec {
+  feature_channels: Record<FeatureGroup, number[]>;
+  feature_res: Record<FeatureGroup, number>;
+  out_size: number;
+  context_dim: number;
 }
 
 export interface WriteSampleOptions {
@@ -39,24 +53,69 @@ export interface WriteSampleOptions {
 
 type StoredTensor = { dtype: WritableDType; shape: number[]; data: ArrayBufferView };
 
-export function checkSample(s: TrainingSample, where: string): void {
-  const n = s.classes.length;
+/** Index of the first value that is NaN/Inf or outside [lo, hi], or -1. */
+function firstOutside(a: Float32Array, lo = -Infinity, hi = Infinity): number {
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i];
+    if (!Number.isFinite(v) || v < lo || v > hi) return i;
+  }
+  return -1;
+}
+
+/** A sample's shapes, as its file header gives them before any data is read. */
+interface SampleShapes {
+  classes: number;
+  features: Record<FeatureGroup, number[][]>;
+  textEmbedding: number[];
+  target: number[];
+}
+
+/** Throws InputError (prefixed by `where`, the file) unless the shapes are consistent,
+ *  and with `spec` exactly the shapes that module takes. */
+function checkShapes(s: SampleShapes, where: string, spec?: SampleSpec): void {
+  const n = s.classes;
   const bad = (msg: string): never => { throw new InputError(`${where}: ${msg}`); };
   if (n === 0) bad('a sample needs at least one class');
-  const [tn, ctx] = s.textEmbedding.shape;
-  if (s.textEmbedding.shape.length !== 2 || tn !== n) bad(`text_embedding must be [${n}, context_dim] (one row per class), got [${s.textEmbedding.shape}]`);
-  if (s.target.shape.length !== 3 || s.target.shape[0] !== n || s.target.shape[1] !== s.target.shape[2]) {
-    bad(`target must be [${n}, S, S] (one square mask per class), got [${s.target.shape}]`);
-  }
+  const [tn, ctx] = s.textEmbedding;
+  if (s.textEmbedding.length !== 2 || tn !== n) bad(`text_embedding must be [${n}, context_dim] (one row per class), got [${s.textEmbedding}]`);
+  if (s.target.length !== 3 || s.target[0] !== n || s.target[1] !== s.target[2]) bad(`target must be [${n}, S, S] (one square mask per class), got [${s.target}]`);
   if (!(ctx > 0)) bad('text_embedding has no columns');
-  for (const a of [s.textEmbedding, s.target]) if (a.data.length !== numel(a.shape)) bad(`array of shape [${a.shape}] has ${a.data.length} values`);
+  if (spec) {
+    if (ctx !== spec.context_dim) bad(`text_embedding has ${ctx} columns, the module takes context_dim ${spec.context_dim}`);
+    if (s.target[1] !== spec.out_size) bad(`target masks are ${s.target[1]}x${s.target[2]}, the module's out_size is ${spec.out_size}`);
+  }
   for (const g of FEATURE_GROUPS) {
     const list = s.features[g];
     if (!list || list.length === 0) bad(`features.${g} is missing (every group needs at least one tensor)`);
-    for (const [i, f] of list.entries()) {
-      if (f.shape.length !== 4 || f.shape[0] !== 1) bad(`features.${g}.${i} must be [1, C, H, W], got [${f.shape}]`);
-      if (f.data.length !== numel(f.shape)) bad(`features.${g}.${i} [${f.shape}] has ${f.data.length} values`);
+    if (spec && list.length !== spec.feature_channels[g].length) bad(`features.${g} has ${list.length} tensors, the module takes ${spec.feature_channels[g].length}`);
+    for (const [i, shape] of list.entries()) {
+      if (shape.length !== 4 || shape[0] !== 1) bad(`features.${g}.${i} must be [1, C, H, W], got [${shape}]`);
+      if (spec) {
+        const R = spec.feature_res[g];
+        const want = [1, spec.feature_channels[g][i], R, R];
+        if (shape.some((d, k) => d !== want[k])) bad(`features.${g}.${i} is [${shape}], the module takes [${want}] (${g} features at ${R}x${R}); the sample was made for another model`);
+      }
     }
+  }
+}
+
+/** Throws InputError (prefixed by `where`, the file) unless `s` is a well-formed sample
+ *  (with `spec`, of exactly the shapes that module takes) with finite features and
+ *  embeddings and targets in [0, 1]. */
+export function checkSample(s: TrainingSample, where: string, spec?: SampleSpec): void {
+  const features = {} as Record<FeatureGroup, number[][]>;
+  for (const g of FEATURE_GROUPS) features[g] = (s.features[g] ?? []).map((f) => f.shape);
+  checkShapes({ classes: s.classes.length, features, textEmbedding: s.textEmbedding.shape, target: s.target.shape }, where, spec);
+  const bad = (msg: string): never => { throw new InputError(`${where}: ${msg}`); };
+  const arrays: [string, HostArray, number, number][] = [];
+  for (const g of FEATURE_GROUPS) s.features[g].forEach((f, i) => arrays.push([`features.${g}.${i}`, f, -Infinity, Infinity]));
+  arrays.push(['text_embedding', s.textEmbedding, -Infinity, Infinity], ['target', s.target, 0, 1]);
+  for (const [name, a, lo, hi] of arrays) {
+    if (a.data.length !== numel(a.shape)) bad(`${name} [${a.shape}] has ${a.data.length} values`);
+    const at = firstOutside(a.data, lo, hi);
+    if (at < 0) continue;
+    if (name === 'target') bad(`target holds ${a.data[at]} at index ${at}; mask values must lie in [0, 1] (1 inside the class's mask)`);
+    bad(`${name} holds ${a.data[at]} at index ${at}; features and embeddings must be finite (regenerate the sample)`);
   }
 }
 
@@ -84,8 +143,21 @@ export async function writeSample(path: string, s: TrainingSample, opts: WriteSa
   await writeSafetensors(path, tensors, { format: SAMPLE_FORMAT, classes: JSON.stringify(s.classes), prompt: s.prompt });
 }
 
-/** Reads one sample (any float storage for features, U8/F32 targets) as float32. */
-export async function readSample(path: string): Promise<TrainingSample> {
+/** Throws InputError unless `path` is a regular file (checked before opening it). */
+async function checkRegularFile(path: string, what: string): Promise<void> {
+  let st;
+  try {
+    st = await stat(path);
+  } catch (err) {
+    throw new InputError(`cannot read ${what} ${path}: ${(err as Error).message}`);
+  }
+  if (!st.isFile()) throw new InputError(`${what} ${path} is not a regular file (a folder, FIFO or device); samples must be .safetensors files`);
+}
+
+/** Opens a sample file (after checking it is a regular file) and checks its header:
+ *  format, class names, and the shapes (against `spec` when given). */
+async function openSample(path: string, spec?: SampleSpec): Promise<{ f: SafetensorsFile; classes: string[] }> {
+  await checkRegularFile(path, 'sample');
   const f = await SafetensorsFile.open(path);
   try {
     const meta = f.metadata;
@@ -101,6 +173,27 @@ export async function readSample(path: string): Promise<TrainingSample> {
     if (!Array.isArray(classes) || !classes.every((c) => typeof c === 'string')) {
       throw new WeightError(`${path}: metadata 'classes' must be a JSON array of class names, got ${JSON.stringify(meta.classes)}`);
     }
+    for (const name of ['text_embedding', 'target']) {
+      if (!f.tensors.has(name)) throw new WeightError(`${path}: a sample needs a '${name}' tensor; the file has ${[...f.tensors.keys()].slice(0, 6).join(', ') || 'none'}`);
+    }
+    const features = {} as Record<FeatureGroup, number[][]>;
+    for (const g of FEATURE_GROUPS) {
+      features[g] = [];
+      for (let i = 0; f.tensors.has(`features.${g}.${i}`); i++) features[g].push([...f.info(`features.${g}.${i}`).shape]);
+    }
+    checkShapes({ classes: classes.length, features, textEmbedding: [...f.info('text_embedding').shape], target: [...f.info('target').shape] }, path, spec);
+    return { f, classes: classes as string[] };
+  } catch (err) {
+    await f.close();
+    throw err;
+  }
+}
+
+/** Reads one sample (any float storage for features, U8/F32 targets) as float32 and
+ *  checks it (against `spec` when given). */
+export async function readSample(path: string, spec?: SampleSpec): Promise<TrainingSample> {
+  const { f, classes } = await openSample(path, spec);
+  try {
     const read = async (name: string): Promise<HostArray> => ({ shape: [...f.info(name).shape], data: await f.readF32(name) });
     const features = {} as Record<FeatureGroup, HostArray[]>;
     for (const g of FEATURE_GROUPS) {
@@ -111,10 +204,15 @@ export async function readSample(path: string): Promise<TrainingSample> {
       features,
       textEmbedding: await read('text_embedding'),
       target: await read('target'),
-      classes: classes as string[],
-      prompt: meta.prompt ?? '',
+      classes,
+      prompt: f.metadata.prompt ?? '',
+      source: path,
     };
-    checkSample(s, path);
+    if (f.info('target').dtype === 'U8') {
+      const at = s.target.data.findIndex((v) => v !== 0 && v !== 1);
+      if (at >= 0) throw new InputError(`${path}: U8 target holds ${s.target.data[at]} at index ${at}; U8 masks must be 0 or 1 (divide 0/255 masks by 255)`);
+    }
+    checkSample(s, path, spec);
     return s;
   } finally {
     await f.close();
@@ -159,11 +257,19 @@ export function seededPermutation(n: number, seed: number): number[] {
   return p;
 }
 
-/** A folder of sample files (`*.safetensors`, sorted by name), read on demand. */
+/** A folder of sample files (`*.safetensors`, sorted by name), read on demand and
+ *  checked against `spec` when given. */
 export class SampleFolder {
-  private constructor(readonly dir: string, readonly files: string[], readonly seed: number) {}
+  private constructor(readonly dir: string, readonly files: string[], readonly seed: number, readonly spec?: SampleSpec) {}
 
-  static async open(dir: string, seed = 0): Promise<SampleFolder> {
+  static async open(dir: string, seed = 0, spec?: SampleSpec): Promise<SampleFolder> {
+    let isDir: boolean;
+    try {
+      isDir = (await stat(dir)).isDirectory();
+    } catch (err) {
+      throw new InputError(`cannot open sample folder ${dir}: ${(err as Error).message}`);
+    }
+    if (!isDir) throw new InputError(`sample folder ${dir} is not a folder; --data takes a folder of *.safetensors samples`);
     let names: string[];
     try {
       names = await readdir(dir);
@@ -172,7 +278,11 @@ export class SampleFolder {
     }
     const files = names.filter((n) => n.endsWith('.safetensors')).sort();
     if (files.length === 0) throw new InputError(`${dir} holds no *.safetensors samples; write some with writeSample or train with --synthetic`);
-    return new SampleFolder(dir, files, seed);
+    // Headers (a few KB each) are checked now rather than when the run reaches them: a
+    // FIFO would block the read, and a sample for another model would stop the run late.
+    // Values are checked as each sample is read.
+    for (const n of files) await (await openSample(join(dir, n), spec)).f.close();
+    return new SampleFolder(dir, files, seed, spec);
   }
 
   get length(): number {
@@ -187,7 +297,7 @@ export class SampleFolder {
   }
 
   async read(i: number): Promise<TrainingSample> {
-    return readSample(join(this.dir, this.files[i]));
+    return readSample(join(this.dir, this.files[i]), this.spec);
   }
 
   /** The sample at global position `k` of the seeded sequence. */

@@ -9,7 +9,7 @@ import type { Runtime } from '../gpu/runtime.js';
 import type { TrainingSample } from '../io/samples.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { scopeAsync } from '../tensor/scope.js';
-import { uploadSample, type GroundingInputs } from './train.js';
+import { uploadSample, type GroundingInputs } from './train/index.js';
 
 /** A grounding module's forward (groundingForward bound to a module). */
 export type GroundingForwardFn = (batch: GroundingInputs[], opts: { training: boolean; outSize?: number }) => { logits: Tensor[] };

@@ -20,7 +20,7 @@ import { SyntheticTask, type SyntheticSpec } from '../../src/pipeline/synthetic.
 import { Segmodule } from '../../src/models/grounding/segmodule.js';
 import {
   adamOptimizer, segmoduleTrainable, TINY_GROUNDING_CONFIG, microBatch, rowWeights, train, uploadSample, type GroundingInputs, type TrainableModel, type TrainOptimizer,
-} from '../../src/pipeline/train.js';
+} from '../../src/pipeline/train/index.js';
 import { keep } from '../../src/tensor/scope.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { randomArray, runtime } from '../helpers.js';
