@@ -12,7 +12,7 @@ import { FEATURE_GROUPS, Rng, type FeatureGroup, type HostArray, type TrainingSa
 import { SD1_GROUNDING_CONFIG, type GroundingConfig } from '../models/grounding/config.js';
 import { Segmodule } from '../models/grounding/segmodule.js';
 import { disposeParams } from '../nn/module.js';
-import { adamOptimizer, microBatch, segmoduleTrainable, TINY_GROUNDING_CONFIG, type TrainableModel } from '../pipeline/train.js';
+import { adamOptimizer, microBatch, segmoduleTrainable, TINY_GROUNDING_CONFIG, type TrainableModel } from '../pipeline/train/index.js';
 import { Tensor } from '../tensor/tensor.js';
 
 export interface GroundingBenchRow { layer: string; forwardMs: number; backwardMs: number; dispatches: number }
