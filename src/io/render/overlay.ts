@@ -68,26 +68,29 @@ export interface Box { x: number; y: number; w: number; h: number }
 
 const overlaps = (a: Box, b: Box) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
 
-/** Where a mask's label goes: centred on the centroid when the centroid lies in the mask,
- *  else at the top-left corner of its bounding box; null for an empty mask. */
-export function labelAnchor(mask: Uint8Array, width: number, height: number): { x: number; y: number; centred: boolean } | null {
+/** Where a mask's label goes: its centroid, or (a ring, several blobs) the mask pixel
+ *  nearest to the centroid; null for an empty mask. */
+export function labelAnchor(mask: Uint8Array, width: number, height: number): { x: number; y: number } | null {
   let n = 0;
   let sx = 0;
   let sy = 0;
-  let [x0, y0] = [width, height];
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      if (!mask[y * width + x]) continue;
-      n++;
-      sx += x;
-      sy += y;
-      x0 = Math.min(x0, x);
-      y0 = Math.min(y0, y);
-    }
+  for (let i = 0; i < width * height; i++) {
+    if (!mask[i]) continue;
+    n++;
+    sx += i % width;
+    sy += Math.floor(i / width);
   }
   if (n === 0) return null;
   const [cx, cy] = [Math.round(sx / n), Math.round(sy / n)];
-  return mask[cy * width + cx] ? { x: cx, y: cy, centred: true } : { x: x0, y: y0, centred: false };
+  if (mask[cy * width + cx]) return { x: cx, y: cy };
+  let best = { x: cx, y: cy, d: Infinity };
+  for (let i = 0; i < width * height; i++) {
+    if (!mask[i]) continue;
+    const [x, y] = [i % width, Math.floor(i / width)];
+    const d = (x - cx) ** 2 + (y - cy) ** 2;
+    if (d < best.d) best = { x, y, d };
+  }
+  return { x: best.x, y: best.y };
 }
 
 /** Mask area for the legend: "12.3%", "<0.1%" for a few pixels, "not found" for none. */
@@ -118,11 +121,12 @@ const LABEL_BACK: Rgb = [0, 0, 0];
 const LEGEND_BACK: Rgb = [24, 24, 24];
 const LEGEND_TEXT: Rgb = [235, 235, 235];
 
-/** Label boxes, each kept clear of the ones before it where the image has room. */
-function placeLabel(anchor: { x: number; y: number; centred: boolean }, w: number, h: number, width: number, height: number, placed: Box[]): Box {
+/** A label box centred on the anchor, inside the image, kept clear of the boxes before it
+ *  (moved down or up by whole boxes) where the image has room. */
+function placeLabel(anchor: { x: number; y: number }, w: number, h: number, width: number, height: number, placed: Box[]): Box {
   const clamp = (v: number, hi: number) => Math.max(0, Math.min(hi, v));
-  const x = clamp(anchor.centred ? anchor.x - Math.floor(w / 2) : anchor.x, width - w);
-  const y0 = clamp(anchor.centred ? anchor.y - Math.floor(h / 2) : anchor.y, height - h);
+  const x = clamp(anchor.x - Math.floor(w / 2), width - w);
+  const y0 = clamp(anchor.y - Math.floor(h / 2), height - h);
   for (let k = 0; k < 16; k++) {
     for (const dir of k === 0 ? [0] : [1, -1]) {
       const y = y0 + dir * k * (h + 1);

@@ -64,6 +64,11 @@ export function maskRgba(mask: Uint8Array): Uint8Array {
   return out;
 }
 
+/** Indented JSON with arrays of numbers on one line (timesteps, token indices, widths). */
+export function resultJson(doc: object): string {
+  return JSON.stringify(doc, null, 2).replace(/\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]/g, (_, body: string) => `[${body.split(/,\s*/).join(', ')}]`);
+}
+
 function check(img: FolderImage): void {
   const n = img.width * img.height;
   const bad: string[] = [];
@@ -121,7 +126,7 @@ export async function writeResultFolder(dir: string, img: FolderImage, describe:
 
   const record: FolderRecord = { image: 'image.png', width: W, height: H, overlay, classes, daam };
   const resultPath = join(dir, 'result.json');
-  await writeFileAtomic(resultPath, `${JSON.stringify(describe(record), null, 2)}\n`);
+  await writeFileAtomic(resultPath, `${resultJson(describe(record))}\n`);
   written.push(resultPath);
   return written;
 }
