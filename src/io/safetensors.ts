@@ -170,6 +170,47 @@ export async function writeSafetensors(
   });
 }
 
+/** A tensor for writeSafetensorsStreamed: its bytes are produced only when written. */
+export interface StreamedTensor {
+  name: string;
+  dtype: SafeDType;
+  shape: number[];
+  bytes(): Promise<Uint8Array>;
+}
+
+/** writeSafetensors for data that should not all sit in memory at once (converting a
+ *  multi-GB checkpoint): the header comes from names, dtypes and shapes, then each
+ *  tensor's bytes are fetched, checked against its size and written, one at a time. */
+export async function writeSafetensorsStreamed(path: string, tensors: StreamedTensor[], metadata?: Record<string, string>): Promise<void> {
+  const header: Record<string, unknown> = {};
+  if (metadata) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const t of tensors) {
+    if (t.name === '__metadata__') throw new WeightError(`${path}: '__metadata__' is reserved and cannot name a tensor`);
+    if (t.name in header) throw new WeightError(`${path}: tensor '${t.name}' is given twice`);
+    const bytes = numel(t.shape) * ITEMSIZE[t.dtype];
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const padded = new Uint8Array(Math.ceil(json.byteLength / 8) * 8).fill(0x20);
+  padded.set(json);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(padded.byteLength));
+  await withAtomicFile(path, async (fh) => {
+    await writeAll(fh, len);
+    await writeAll(fh, padded);
+    for (const t of tensors) {
+      const data = await t.bytes();
+      const expected = numel(t.shape) * ITEMSIZE[t.dtype];
+      if (data.byteLength !== expected) {
+        throw new WeightError(`${path}: tensor '${t.name}' ${t.dtype}[${t.shape.join(',')}] needs ${expected} bytes, data has ${data.byteLength}`);
+      }
+      await writeAll(fh, data);
+    }
+  });
+}
+
 async function readExactly(fh: FileHandle, into: Uint8Array, position: number, path: string): Promise<void> {
   let done = 0;
   while (done < into.byteLength) {

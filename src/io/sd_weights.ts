@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { InputError, WeightError } from '../gpu/errors.js';
 import { ldmToDiffusers, SD1_LAYOUT, type SdComponent } from './ldm_keys.js';
 import { SafetensorsFile } from './safetensors.js';
+import { isTorchCheckpointPath, loadCheckpoint, TORCH_CHECKPOINT_EXTENSIONS } from './torch_pickle.js';
 import { mappedSource, safetensorsSource, type TensorSource } from './weight_source.js';
 
 export interface SdWeights {
@@ -46,7 +47,7 @@ function weightFile(dir: string, component: SdComponent, variant: 'fp16' | undef
  *  *.fp16.safetensors files in a folder. */
 export async function openSdWeights(path: string, opts: { variant?: 'fp16' } = {}): Promise<SdWeights> {
   if (!existsSync(path)) throw new InputError(`model path ${path} does not exist`);
-  const files: SafetensorsFile[] = [];
+  const files: { close(): Promise<void> }[] = [];
   const close = async () => {
     for (const f of files) await f.close();
   };
@@ -70,14 +71,19 @@ export async function openSdWeights(path: string, opts: { variant?: 'fp16' } = {
       const tok = join(path, 'tokenizer');
       return { kind: 'diffusers', path, sources, configs, tokenizerDir: existsSync(join(tok, 'vocab.json')) ? tok : null, close };
     }
-    if (!path.endsWith('.safetensors')) {
-      throw new InputError(`${path}: single-file checkpoints must be .safetensors (convert .ckpt pickles first)`);
+    // torch.save files (Lightning .ckpt, .pth, .pt, .bin) go through the allowlisted
+    // pickle reader (torch_pickle.ts), which serves the same names as a safetensors file.
+    const pickled = isTorchCheckpointPath(path);
+    if (!pickled && !path.endsWith('.safetensors')) {
+      throw new InputError(`${path}: single-file checkpoints must be .safetensors or a torch.save file (${TORCH_CHECKPOINT_EXTENSIONS.join(', ')})`);
     }
-    const file = await SafetensorsFile.open(path);
+    const file = pickled ? await loadCheckpoint(path) : await SafetensorsFile.open(path);
     files.push(file);
+    const view = (map: (n: string) => string | null, description: string) =>
+      file instanceof SafetensorsFile ? mappedSource([file], map, description) : file.renamed(map, description);
     const sources = {} as Record<SdComponent, TensorSource>;
     for (const component of ['unet', 'vae', 'text_encoder'] as SdComponent[]) {
-      const src = mappedSource([file], (n) => {
+      const src = view((n) => {
         const m = ldmToDiffusers(n, SD1_LAYOUT);
         return m && m.component === component ? m.name : null;
       }, `${path} (${component})`);
