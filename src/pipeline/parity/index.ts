@@ -10,6 +10,7 @@ import { handler as grounded } from './grounded.js';
 import { handler as grounding } from './grounding.js';
 import { handler as schedulers } from './schedulers.js';
 import { handler as tokenizer } from './tokenizer.js';
+import { handler as torchPickle } from './torch_pickle.js';
 import { evaluate, type ParityCheck, type ParityHandler, type ParityRow } from './types.js';
 import { handler as unet } from './unet.js';
 import { handler as vae } from './vae.js';
@@ -26,6 +27,7 @@ const HANDLERS: Record<string, ParityHandler> = {
   grounding,
   grounded,
   eval: evalMiou,
+  torch_pickle: torchPickle,
 };
 
 export function parityComponents(): string[] {
