@@ -112,16 +112,20 @@ export class IoUAccumulator {
     return this.added;
   }
 
-  /** Adds one image; returns its per-method, per-class counts. */
-  addImage(img: ImageMasks): Record<string, Record<string, Counts>> {
-    const index = img.index ?? this.added;
-    const where = `IoU image ${index}`;
+  private checkClasses(classes: readonly string[], where: string): void {
     const seen = new Set<string>();
-    for (const c of img.classes) {
+    for (const c of classes) {
       if (!this.known.has(c)) throw new InputError(`${where}: class '${c}' is not in the class list (${this.classList.join(', ')})`);
       if (seen.has(c)) throw new InputError(`${where}: the prompt names '${c}' twice; each class may be named once per image`);
       seen.add(c);
     }
+  }
+
+  /** Adds one image; returns its per-method, per-class counts. */
+  addImage(img: ImageMasks): Record<string, Record<string, Counts>> {
+    const index = img.index ?? this.added;
+    const where = `IoU image ${index}`;
+    this.checkClasses(img.classes, where);
     if (img.gt.length !== img.classes.length) throw new ShapeError(`${where}: ${img.gt.length} ground-truth masks for ${img.classes.length} classes`);
     // Count everything first, so a bad mask leaves the sums untouched.
     const out: Record<string, Record<string, Counts>> = {};
@@ -131,16 +135,34 @@ export class IoUAccumulator {
       if (preds.length !== img.classes.length) throw new ShapeError(`${where}: method '${m}' has ${preds.length} masks for ${img.classes.length} classes`);
       out[m] = Object.fromEntries(img.classes.map((c, j) => [c, maskCounts(preds[j], img.gt[j])]));
     }
+    this.addCounts({ index, classes: img.classes, counts: out });
+    return out;
+  }
+
+  /** Adds one image from its stored per-method, per-class counts (a resumed evaluation
+   *  re-accumulates finished images this way); the same sums as addImage on its masks. */
+  addCounts(img: { index?: number; classes: readonly string[]; counts: Readonly<Record<string, Readonly<Record<string, Counts>>>> }): void {
+    const index = img.index ?? this.added;
+    const where = `IoU image ${index}`;
+    this.checkClasses(img.classes, where);
+    for (const m of this.methods) {
+      const per = img.counts[m];
+      if (!per) throw new InputError(`${where}: no counts for method '${m}' (have: ${Object.keys(img.counts).join(', ')})`);
+      for (const c of img.classes) {
+        const k = per[c];
+        const ok = k && Number.isSafeInteger(k.intersection) && Number.isSafeInteger(k.union) && k.intersection >= 0 && k.intersection <= k.union;
+        if (!ok) throw new InputError(`${where}: method '${m}' class '${c}' counts ${JSON.stringify(k)} must be integers with 0 <= intersection <= union`);
+      }
+    }
     for (const m of this.methods) {
       for (const c of img.classes) {
         const a = this.acc.get(m)?.get(c) as Acc;
-        a.intersection += out[m][c].intersection;
-        a.union += out[m][c].union;
+        a.intersection += img.counts[m][c].intersection;
+        a.union += img.counts[m][c].union;
         a.images.push(index);
       }
     }
     this.added++;
-    return out;
   }
 
   /** Per-class IoU and the split's means for one method. */
