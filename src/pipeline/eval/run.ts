@@ -140,8 +140,10 @@ export function checkRecord(path: string, rec: unknown, s: TestSample): SampleCo
   return { sample: s, counts, missed };
 }
 
-/** Runs (or resumes) the evaluation in `o.out`. */
-export async function runEval(generate: SampleGenerator, annotator: Annotator, o: EvalRunOptions): Promise<EvalSummary> {
+/** Runs (or resumes) the evaluation in `o.out`. `generator` is called once, only when a
+ *  sample is left to generate and after the annotator has accepted the plan, so a bad
+ *  ground truth fails before any model is loaded and a finished run loads none. */
+export async function runEval(generator: () => Promise<SampleGenerator>, annotator: Annotator, o: EvalRunOptions): Promise<EvalSummary> {
   const emit = (e: EvalEvent) => o.onProgress?.(e);
   const plan = buildTestSets(o.vocab, o.count, o.seed);
   const samplesDir = join(o.out, 'samples');
@@ -175,7 +177,11 @@ export async function runEval(generate: SampleGenerator, annotator: Annotator, o
   }
   const todo = plan.filter((s) => !records.has(s.id));
   emit({ kind: 'plan', total: plan.length, finished: records.size });
-  if (todo.length) await annotator.prepare?.(todo.map((s) => ({ id: s.id, classes: s.classes })));
+  let generate: SampleGenerator | undefined;
+  if (todo.length) {
+    await annotator.prepare?.(todo.map((s) => ({ id: s.id, classes: s.classes })));
+    generate = await generator();
+  }
 
   const generated: string[] = [];
   const resumed: string[] = [];
@@ -186,7 +192,7 @@ export async function runEval(generate: SampleGenerator, annotator: Annotator, o
       continue;
     }
     emit({ kind: 'generating', id: s.id, position, total: plan.length, prompt: s.prompt });
-    const rec = await evaluateSample(generate, annotator, s, samplesDir, o.saveMasks ?? false, (p) => emit({ kind: 'stage', id: s.id, ...p }));
+    const rec = await evaluateSample(generate as SampleGenerator, annotator, s, samplesDir, o.saveMasks ?? false, (p) => emit({ kind: 'stage', id: s.id, ...p }));
     const counts = checkRecord(join(samplesDir, `${s.id}.json`), rec, s);
     records.set(s.id, counts);
     generated.push(s.id);
