@@ -4,12 +4,13 @@
 // relative to the first byte after the header. `open` reads and validates only the
 // header; tensors are read on demand, and `toTensor` streams one tensor to the GPU in
 // bounded chunks so that a multi-GB checkpoint never sits in JS memory.
-import { open as openFile, type FileHandle } from 'node:fs/promises';
+import { open as openFile, stat, type FileHandle } from 'node:fs/promises';
 import type { Runtime } from '../gpu/runtime.js';
 import { WeightError } from '../gpu/errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { fromHalf, toHalf } from '../tensor/f16.js';
 import { withAtomicFile, writeAll } from './atomic.js';
+import { fileKind } from './regular_file.js';
 
 export type SafeDType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'U8' | 'I8' | 'I16' | 'U16' | 'U32' | 'U64' | 'BOOL';
 
@@ -37,6 +38,12 @@ export class SafetensorsFile {
 
   /** Opens `path` and validates its header. `chunkBytes` bounds toTensor's host buffer. */
   static async open(path: string, opts: { chunkBytes?: number } = {}): Promise<SafetensorsFile> {
+    // stat before open: opening a FIFO (or a device) for reading blocks until a writer
+    // appears, which is a hang rather than an error.
+    const st = await stat(path).catch((err: Error) => {
+      throw new WeightError(`cannot open safetensors file ${path}: ${err.message}`);
+    });
+    if (!st.isFile()) throw new WeightError(`${path} is not a regular file (it is ${fileKind(st)}); expected a .safetensors file`);
     let fh: FileHandle;
     try {
       fh = await openFile(path, 'r');
@@ -44,9 +51,7 @@ export class SafetensorsFile {
       throw new WeightError(`cannot open safetensors file ${path}: ${(err as Error).message}`);
     }
     try {
-      const st = await fh.stat();
-      if (!st.isFile()) throw new WeightError(`${path} is not a regular file; expected a .safetensors file`);
-      const size = st.size;
+      const size = (await fh.stat()).size;
       if (size < 8) throw new WeightError(`${path}: ${size} bytes is too short for a safetensors file (needs an 8-byte header length)`);
       const lenBuf = Buffer.alloc(8);
       await readExactly(fh, lenBuf, 0, path);
@@ -102,8 +107,12 @@ export class SafetensorsFile {
   }
 
   /** Streams a float tensor from disk into a new GPU tensor (f32 or f16), converting on
-   *  the way in chunks of at most `chunkBytes` source bytes. */
-  async toTensor(rt: Runtime, name: string, dtype: 'f32' | 'f16' = 'f32', expectShape?: readonly number[]): Promise<Tensor> {
+   *  the way in chunks of at most `chunkBytes` source bytes. `finite` (weights) refuses a
+   *  NaN or infinite value, and an f32 value that overflows f16, naming the tensor: such a
+   *  weight turns every image black. The scan runs on the host chunk already in memory. */
+  async toTensor(
+    rt: Runtime, name: string, dtype: 'f32' | 'f16' = 'f32', expectShape?: readonly number[], opts: { finite?: boolean } = {},
+  ): Promise<Tensor> {
     const t = this.info(name);
     if (expectShape && (expectShape.length !== t.shape.length || expectShape.some((d, i) => d !== t.shape[i]))) {
       throw new WeightError(`${this.path}: tensor '${name}' has shape [${t.shape.join(',')}], expected [${expectShape.join(',')}]`);
@@ -123,13 +132,26 @@ export class SafetensorsFile {
         const count = Math.min(perChunk, n - start);
         const bytes = raw.subarray(0, count * src);
         await readExactly(this.fh, bytes, this.dataStart + t.begin + start * src, this.path);
-        out.write(convertChunk(bytes, t.dtype, dtype), start);
+        const chunk = convertChunk(bytes, t.dtype, dtype);
+        if (opts.finite) this.checkFinite(t, chunk, dtype, start, bytes);
+        out.write(chunk, start);
       }
     } catch (err) {
       out.dispose();
       throw err;
     }
     return out;
+  }
+
+  private checkFinite(t: TensorInfo, chunk: ArrayBufferView, dtype: 'f32' | 'f16', start: number, source: Uint8Array): void {
+    const bad = firstNonFinite(chunk, dtype);
+    if (bad < 0) return;
+    const where = `${this.path}: tensor '${t.name}' ${t.dtype}[${t.shape.join(',')}]`;
+    const srcValue = toFloat32(source, t.dtype)[bad];
+    if (Number.isFinite(srcValue)) {
+      throw new WeightError(`${where}: element ${start + bad} = ${srcValue} overflows f16 (max 65504); load the weights as f32`);
+    }
+    throw new WeightError(`${where}: element ${start + bad} is ${srcValue}; a non-finite weight makes every output NaN (a black image): the file is corrupt, re-download or re-export it`);
   }
 
   async close(): Promise<void> {
@@ -220,17 +242,35 @@ async function readExactly(fh: FileHandle, into: Uint8Array, position: number, p
   }
 }
 
+/** The header rules of the reference reader (huggingface/safetensors `validate`), plus
+ *  duplicate keys, which JSON.parse would silently resolve to the last one: the header is
+ *  UTF-8 JSON starting with '{' that fills exactly N bytes (trailing spaces are padding),
+ *  and the entries, sorted by offset, tile the data section from 0 to its last byte with
+ *  no gap, overlap or trailing byte. */
 function parseHeader(buf: Buffer, path: string, dataBytes: number): { metadata: Record<string, string>; tensors: Map<string, TensorInfo> } {
+  if (buf.length === 0 || buf[0] !== 0x7b) {
+    const c = buf[0];
+    const found = buf.length === 0 ? 'an empty header' : c === 0x5b ? "'[' (an array)" : c > 0x20 && c < 0x7f ? `'${String.fromCharCode(c)}'` : `byte 0x${c.toString(16).padStart(2, '0')}`;
+    throw new WeightError(`${path}: the header must be a JSON object starting with '{' at byte 8, found ${found}; the file is corrupt or not safetensors`);
+  }
   let text: string;
   let doc: unknown;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
     doc = JSON.parse(text);
   } catch (err) {
-    throw new WeightError(`${path}: header is not valid UTF-8 JSON (${(err as Error).message}); the file is corrupt or not safetensors`);
+    throw new WeightError(
+      `${path}: the ${buf.length}-byte header is not valid UTF-8 JSON ending at byte ${8 + buf.length} (${(err as Error).message}); ` +
+        'the header length or the header is corrupt, or the file is not safetensors',
+    );
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
     throw new WeightError(`${path}: header must be a JSON object of tensor entries, found ${Array.isArray(doc) ? 'an array' : typeof doc}`);
+  }
+  const dup = duplicateKey(text);
+  if (dup) {
+    const what = dup.top ? `tensor '${dup.key}'` : `key '${dup.key}' of '${dup.parent}'`;
+    throw new WeightError(`${path}: ${what} appears twice in the header (a reader would silently keep one of them); the file is corrupt, re-export it`);
   }
   const metadata: Record<string, string> = {};
   const tensors = new Map<string, TensorInfo>();
@@ -245,19 +285,73 @@ function parseHeader(buf: Buffer, path: string, dataBytes: number): { metadata: 
     }
     tensors.set(name, parseEntry(name, entry, path));
   }
-  // Entries must tile the data section without overlap and stay inside the file.
   const byOffset = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let expected = 0;
   let prev: TensorInfo | null = null;
   for (const t of byOffset) {
-    if (prev && t.begin < prev.end) {
+    if (prev && t.begin < expected) {
       throw new WeightError(`${path}: tensor '${t.name}' bytes [${t.begin}, ${t.end}) overlap '${prev.name}' [${prev.begin}, ${prev.end}); the header is corrupt`);
     }
     if (t.end > dataBytes) {
       throw new WeightError(`${path}: tensor '${t.name}' ends at data byte ${t.end} but the data section has ${dataBytes} bytes; the file is truncated`);
     }
+    if (t.begin > expected) {
+      const after = prev ? `'${prev.name}' ends at ${expected}` : 'the data section starts at 0';
+      throw new WeightError(`${path}: tensor '${t.name}' starts at data byte ${t.begin} but ${after}: a ${t.begin - expected}-byte gap; the header is corrupt`);
+    }
+    expected = t.end;
     prev = t;
   }
+  if (expected !== dataBytes) {
+    throw new WeightError(
+      `${path}: the tensors cover ${expected} data bytes but the file has ${dataBytes} after the header (${dataBytes - expected} trailing bytes); ` +
+        'the header length is wrong or the file has extra bytes appended: re-export it',
+    );
+  }
   return { metadata, tensors };
+}
+
+/** The first key that appears twice in one JSON object of `text` (already valid JSON), with
+ *  the key that owns its object (null at the top level). A string token is a key exactly
+ *  when the next non-space character is ':'. */
+function duplicateKey(text: string): { key: string; parent: string | null; top: boolean } | null {
+  const objects: (Set<string> | null)[] = [];
+  const owners: (string | null)[] = [];
+  let lastKey: string | null = null;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let j = i + 1;
+      let escaped = false;
+      while (text.charCodeAt(j) !== 0x22) {
+        if (text.charCodeAt(j) === 0x5c) {
+          escaped = true;
+          j++;
+        }
+        j++;
+      }
+      let k = j + 1;
+      while (k < n && (text.charCodeAt(k) === 0x20 || text.charCodeAt(k) === 0x0a || text.charCodeAt(k) === 0x0d || text.charCodeAt(k) === 0x09)) k++;
+      const keys = objects[objects.length - 1];
+      if (text.charCodeAt(k) === 0x3a && keys) {
+        const key = escaped ? (JSON.parse(text.slice(i, j + 1)) as string) : text.slice(i + 1, j);
+        if (keys.has(key)) return { key, parent: owners[owners.length - 1], top: objects.length === 1 };
+        keys.add(key);
+        lastKey = key;
+      }
+      i = j;
+    } else if (c === 0x7b || c === 0x5b) {
+      // The key just read owns this object or array (null at the top or inside an array).
+      owners.push(objects.length === 0 ? null : lastKey);
+      objects.push(c === 0x7b ? new Set<string>() : null);
+      lastKey = null;
+    } else if (c === 0x7d || c === 0x5d) {
+      objects.pop();
+      owners.pop();
+    }
+  }
+  return null;
 }
 
 function parseEntry(name: string, entry: unknown, path: string): TensorInfo {
@@ -323,6 +417,19 @@ function toFloat32Exact(raw: Uint8Array, dtype: SafeDType): Float32Array {
   const view = views[dtype];
   if (!view) throw new WeightError(`no integer conversion for ${dtype}`);
   return Float32Array.from(view());
+}
+
+/** Index of the first NaN or infinite element of a converted chunk, or -1. */
+function firstNonFinite(chunk: ArrayBufferView, dtype: 'f32' | 'f16'): number {
+  if (dtype === 'f16') {
+    const h = new Uint16Array(chunk.buffer, chunk.byteOffset, chunk.byteLength / 2);
+    for (let i = 0; i < h.length; i++) if ((h[i] & 0x7c00) === 0x7c00) return i;
+    return -1;
+  }
+  const f = new Float32Array(chunk.buffer, chunk.byteOffset, chunk.byteLength / 4);
+  // x - x is 0 for every finite x and NaN for NaN and +-Infinity.
+  for (let i = 0; i < f.length; i++) if (f[i] - f[i] !== 0) return i;
+  return -1;
 }
 
 /** One chunk of source bytes in the target's element type, ready for Tensor.write. */

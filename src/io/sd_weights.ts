@@ -5,6 +5,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError, WeightError } from '../gpu/errors.js';
 import { ldmToDiffusers, SD1_LAYOUT, type SdComponent } from './ldm_keys.js';
+import { notRegularFile } from './regular_file.js';
 import { SafetensorsFile } from './safetensors.js';
 import { isTorchCheckpointPath, loadCheckpoint, TORCH_CHECKPOINT_EXTENSIONS } from './torch_pickle.js';
 import { mappedSource, safetensorsSource, type TensorSource } from './weight_source.js';
@@ -20,18 +21,50 @@ export interface SdWeights {
   close(): Promise<void>;
 }
 
+const LDM_PREFIX: Record<SdComponent, string> = {
+  unet: 'model.diffusion_model.',
+  vae: 'first_stage_model.',
+  text_encoder: 'cond_stage_model.transformer.',
+};
+
 const WEIGHT_FILES: Record<SdComponent, string> = {
   unet: 'diffusion_pytorch_model',
   vae: 'diffusion_pytorch_model',
   text_encoder: 'model',
 };
 
+/** A config file's JSON object. Anything else (null, an array, a number) is refused:
+ *  treating it as "no config" would silently build the SD 1.5 defaults instead. */
 function readJson(path: string): Record<string, unknown> {
+  const why = notRegularFile(path);
+  if (why) throw new InputError(`${path} ${why}; expected a JSON config file`);
+  let doc: unknown;
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+    doc = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
     throw new InputError(`cannot read ${path}: ${(e as Error).message}`);
   }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    const found = doc === null ? 'null' : Array.isArray(doc) ? 'an array' : `a ${typeof doc} (${JSON.stringify(doc)})`;
+    throw new InputError(`${path} must hold a JSON object of config keys, found ${found}; restore the file from the model's release (deleting it falls back to the SD 1.5 defaults)`);
+  }
+  return doc as Record<string, unknown>;
+}
+
+/** Checks that a tokenizer folder holds vocab.json and merges.txt as regular files
+ *  (reading a FIFO would block forever). */
+export function checkTokenizerFolder(dir: string): void {
+  for (const f of ['vocab.json', 'merges.txt']) {
+    const why = notRegularFile(join(dir, f));
+    if (why) throw new InputError(`${join(dir, f)} ${why}; a tokenizer folder needs vocab.json and merges.txt files`);
+  }
+}
+
+/** A diffusers model's tokenizer/ folder, or null when it has no vocab.json. */
+function tokenizerFolder(dir: string): string | null {
+  if (!existsSync(join(dir, 'vocab.json'))) return null;
+  checkTokenizerFolder(dir);
+  return dir;
 }
 
 function weightFile(dir: string, component: SdComponent, variant: 'fp16' | undefined): string {
@@ -68,8 +101,7 @@ export async function openSdWeights(path: string, opts: { variant?: 'fp16' } = {
       }
       const sched = join(path, 'scheduler', 'scheduler_config.json');
       if (existsSync(sched)) configs.scheduler = readJson(sched);
-      const tok = join(path, 'tokenizer');
-      return { kind: 'diffusers', path, sources, configs, tokenizerDir: existsSync(join(tok, 'vocab.json')) ? tok : null, close };
+      return { kind: 'diffusers', path, sources, configs, tokenizerDir: tokenizerFolder(join(path, 'tokenizer')), close };
     }
     // torch.save files (Lightning .ckpt, .pth, .pt, .bin) go through the allowlisted
     // pickle reader (torch_pickle.ts), which serves the same names as a safetensors file.
@@ -87,7 +119,12 @@ export async function openSdWeights(path: string, opts: { variant?: 'fp16' } = {
         const m = ldmToDiffusers(n, SD1_LAYOUT);
         return m && m.component === component ? m.name : null;
       }, `${path} (${component})`);
-      if (src.names().length === 0) throw new WeightError(`${path} has no ${component} tensors under the LDM names (is it an SD 1.x checkpoint?)`);
+      if (src.names().length === 0) {
+        throw new WeightError(
+          `${path} has no ${component} tensors under the LDM single-file names (${LDM_PREFIX[component]}*); it looks like ${src.looksLike?.() ?? 'another kind of file'}: ` +
+            'give an SD 1.x single-file checkpoint or a diffusers folder',
+        );
+      }
       sources[component] = src;
     }
     return { kind: 'single-file', path, sources, configs: {}, tokenizerDir: null, close };

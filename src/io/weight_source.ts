@@ -1,9 +1,11 @@
 // WeightSource (src/nn/module.ts) implementations over safetensors files: one file, or a
-// view of a file through a name mapping (single-file checkpoints with LDM names).
+// view of a file through a name mapping (single-file checkpoints with LDM names). Loads
+// refuse NaN/Inf values (SafetensorsFile.toTensor's `finite`), naming the tensor.
 import type { Runtime } from '../gpu/runtime.js';
 import { WeightError } from '../gpu/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { SafetensorsFile } from './safetensors.js';
+import { describeWeightNames } from './weight_kind.js';
 
 /** The interface loadWeights() consumes (structurally identical to nn/module.ts). */
 export interface TensorSource {
@@ -11,6 +13,8 @@ export interface TensorSource {
   shape(name: string): readonly number[];
   load(rt: Runtime, name: string, dtype: 'f32' | 'f16'): Promise<Tensor>;
   readonly description: string;
+  /** What the underlying file looks like ("a VAE (encoder.*, decoder.*)"), for errors. */
+  looksLike?(): string;
 }
 
 /** Every tensor of one safetensors file under its own name. */
@@ -19,7 +23,8 @@ export function safetensorsSource(file: SafetensorsFile): TensorSource {
     description: file.path,
     names: () => [...file.tensors.keys()],
     shape: (name) => file.info(name).shape,
-    load: (rt, name, dtype) => file.toTensor(rt, name, dtype),
+    load: (rt, name, dtype) => file.toTensor(rt, name, dtype, undefined, { finite: true }),
+    looksLike: () => describeWeightNames([...file.tensors.keys()]),
   };
 }
 
@@ -49,7 +54,8 @@ export function mappedSource(files: SafetensorsFile[], map: (name: string) => st
     },
     load: (rt, name, dtype) => {
       const e = entry(name);
-      return e.file.toTensor(rt, e.name, dtype);
+      return e.file.toTensor(rt, e.name, dtype, undefined, { finite: true });
     },
+    looksLike: () => describeWeightNames(files.flatMap((f) => [...f.tensors.keys()])),
   };
 }

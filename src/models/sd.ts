@@ -4,9 +4,10 @@
 // real SD 1.5 shapes for benchmarks, tiny shapes for CI demos of the whole pipeline).
 // Configs: a folder's config.json files when present, otherwise the SD 1.5 defaults
 // below (single files carry no configs), each overridable by the caller.
-import { InputError } from '../gpu/errors.js';
+import { join } from 'node:path';
+import { EngineError, InputError } from '../gpu/errors.js';
 import type { Runtime } from '../gpu/runtime.js';
-import { openSdWeights } from '../io/sd_weights.js';
+import { checkTokenizerFolder, openSdWeights } from '../io/sd_weights.js';
 import { CLIPTokenizer } from '../io/tokenizer.js';
 import { disposeParams, loadWeights, Module, namedParams } from '../nn/module.js';
 import { lowbias32 } from '../tensor/hash.js';
@@ -140,6 +141,19 @@ export interface SdLoadOptions {
   tokenizerDir?: string;
   /** A ready tokenizer (takes precedence over every folder). */
   tokenizer?: PromptTokenizer;
+  /** Called with the built models before any weight is read (e.g. an image-size check);
+   *  a throw stops the load. */
+  beforeWeights?: (models: { textEncoder: CLIPTextModel; unet: UNet2DConditionModel; vae: AutoencoderKL }) => void;
+}
+
+/** Builds a model, naming the config's source when the config is refused. */
+function built<T>(source: string, make: () => T): T {
+  try {
+    return make();
+  } catch (e) {
+    if (e instanceof EngineError) throw new InputError(`${source}: ${e.message}`);
+    throw e;
+  }
 }
 
 export class StableDiffusion {
@@ -153,30 +167,35 @@ export class StableDiffusion {
   ) {}
 
   /** Loads a diffusers folder or a single-file LDM .safetensors checkpoint. Every
-   *  missing, unexpected or mis-shaped tensor of a component is reported at once. */
+   *  missing, unexpected or mis-shaped tensor of a component is reported at once. All
+   *  three models are built (checking their configs) before any weight is read, and
+   *  `beforeWeights` sees them then: the place for checks that need the configs only. */
   static async load(rt: Runtime, path: string, opts: SdLoadOptions = {}): Promise<StableDiffusion> {
     const w = await openSdWeights(path, { variant: opts.variant });
     const parts: Module[] = [];
     try {
       const cfg = opts.configs ?? {};
-      const textConfig = cfg.text_encoder ?? (w.configs.text_encoder ? clipConfigFrom(w.configs.text_encoder) : SD15_TEXT_CONFIG);
-      const unetConfig = cfg.unet ?? (w.configs.unet as UNet2DConditionConfig | undefined) ?? SD15_UNET_CONFIG;
-      const vaeConfig = cfg.vae ?? (w.configs.vae as Partial<AutoencoderKLConfig> | undefined) ?? SD15_VAE_CONFIG;
+      // Where each config came from, for messages about its values.
+      const from = (c: 'unet' | 'vae' | 'text_encoder') =>
+        cfg[c] ? `the configs.${c} option` : w.configs[c] ? join(path, c, 'config.json') : `the SD 1.5 default ${c} config`;
       const schedulerConfig = cfg.scheduler ?? w.configs.scheduler ?? SD15_SCHEDULER_CONFIG;
       const tokDir = opts.tokenizerDir ?? w.tokenizerDir;
       if (!opts.tokenizer && !tokDir) {
         throw new InputError(`${path} has no tokenizer/ folder (single-file checkpoints never do): pass a tokenizer folder with vocab.json and merges.txt`);
       }
+      const textEncoder = built(from('text_encoder'), () =>
+        new CLIPTextModel(cfg.text_encoder ?? (w.configs.text_encoder ? clipConfigFrom(w.configs.text_encoder) : SD15_TEXT_CONFIG)));
+      const unet = built(from('unet'), () => new UNet2DConditionModel(cfg.unet ?? (w.configs.unet as UNet2DConditionConfig | undefined) ?? SD15_UNET_CONFIG));
+      const vae = built(from('vae'), () => new AutoencoderKL(cfg.vae ?? (w.configs.vae as Partial<AutoencoderKLConfig> | undefined) ?? SD15_VAE_CONFIG));
+      opts.beforeWeights?.({ textEncoder, unet, vae });
+      if (!opts.tokenizer && opts.tokenizerDir) checkTokenizerFolder(opts.tokenizerDir);
       const tokenizer = opts.tokenizer ?? (await CLIPTokenizer.fromFolder(tokDir as string));
       const dtype = opts.dtype ?? 'f32';
-      const textEncoder = new CLIPTextModel(textConfig);
       parts.push(textEncoder);
       // Older transformers exports keep the constant position_ids buffer; it is not a weight.
       await loadWeights(rt, textEncoder, w.sources.text_encoder, { dtype, ignore: (n) => n.endsWith('embeddings.position_ids') });
-      const unet = new UNet2DConditionModel(unetConfig);
       parts.push(unet);
       await loadWeights(rt, unet, w.sources.unet, { dtype });
-      const vae = new AutoencoderKL(vaeConfig);
       parts.push(vae);
       await loadWeights(rt, vae, w.sources.vae, { dtype });
       return new StableDiffusion(rt, tokenizer, textEncoder, unet, vae, schedulerConfig);
@@ -230,8 +249,12 @@ export class StableDiffusion {
   }
 }
 
-/** The CLIPTextConfig keys of a transformers text_encoder/config.json. */
+/** The CLIPTextConfig keys of a transformers text_encoder/config.json (absent keys take
+ *  the SD 1.5 values). */
 export function clipConfigFrom(raw: Record<string, unknown>): CLIPTextConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new InputError(`a CLIP text config must be a JSON object of transformers CLIPTextConfig keys, found ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}`);
+  }
   const pick = <K extends keyof CLIPTextConfig>(k: K): CLIPTextConfig[K] => (raw[k] ?? SD15_TEXT_CONFIG[k]) as CLIPTextConfig[K];
   return {
     vocab_size: pick('vocab_size'),

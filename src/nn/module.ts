@@ -60,6 +60,9 @@ export interface WeightSource {
   load(rt: Runtime, name: string, dtype: 'f32' | 'f16'): Promise<Tensor>;
   /** Describes the source in error messages (a path). */
   readonly description: string;
+  /** What the source's file looks like ("a VAE (encoder.*, decoder.*)"), shown when most
+   *  of the model is missing from it. */
+  looksLike?(): string;
 }
 
 export interface LoadOptions {
@@ -72,8 +75,22 @@ export interface LoadOptions {
   strict?: boolean;
 }
 
+/** Names shown per kind of problem; the rest are counted. */
+const SHOWN = 5;
+
+/** True when `a` and `b` differ only by a trailing [1, 1]: PyTorch stores a 1x1 conv
+ *  weight as [O, I, 1, 1] where a Linear of the same weights is [O, I] (LDM's VAE
+ *  attention, SD's proj_in/proj_out). Any other difference, even with the same element
+ *  count (a transposed or permuted weight), is a mismatch. */
+function conv1x1Linear(a: readonly number[], b: readonly number[]): boolean {
+  const [long, short] = a.length > b.length ? [a, b] : [b, a];
+  return long.length === short.length + 2 && long[long.length - 1] === 1 && long[long.length - 2] === 1 && short.every((d, i) => d === long[i]);
+}
+
 /** Loads every Param of `root` from `source`. All missing, unexpected and mis-shaped
- *  names are collected first and reported together in one WeightError. */
+ *  names are collected first and reported together in one WeightError: counts, the
+ *  first few names of each kind, and, when most of the model is absent, what the file
+ *  looks like instead. */
 export async function loadWeights(rt: Runtime, root: Module, source: WeightSource, opts: LoadOptions = {}): Promise<void> {
   const prefix = opts.prefix ?? '';
   const params = namedParams(root);
@@ -88,26 +105,36 @@ export async function loadWeights(rt: Runtime, root: Module, source: WeightSourc
     }
     const s = source.shape(full);
     const same = s.length === p.shape.length && s.every((d, i) => d === p.shape[i]);
-    // PyTorch stores 1x1 conv weights as [O, I, 1, 1]; a Linear of the same weights is [O, I].
-    const squeezable = !same && s.filter((d) => d !== 1).join(',') === p.shape.filter((d) => d !== 1).join(',');
-    if (!same && !squeezable) mismatched.push(`${full}: expected [${p.shape.join(',')}], found [${s.join(',')}]`);
+    if (!same && !conv1x1Linear(s, p.shape)) mismatched.push(`${full}: expected [${p.shape.join(',')}], found [${s.join(',')}]`);
   }
   const used = new Set([...params.keys()].map((n) => prefix + n));
   const unexpected = opts.strict === false ? [] : [...available].filter((n) => !used.has(n) && !(opts.ignore?.(n) ?? false));
   if (missing.length || mismatched.length || unexpected.length) {
-    const parts = [`weights in ${source.description} do not match the model:`];
-    const list = (title: string, xs: string[]) => {
-      if (xs.length) parts.push(`  ${title} (${xs.length}):`, ...xs.slice(0, 20).map((x) => `    ${x}`), ...(xs.length > 20 ? [`    ... and ${xs.length - 20} more`] : []));
-    };
-    list('missing', missing);
-    list('shape mismatch', mismatched);
-    list('unexpected', unexpected);
-    throw new WeightError(parts.join('\n'));
+    throw new WeightError(mismatchReport(root, source, params.size, { missing, 'shape mismatch': mismatched, unexpected }));
   }
   for (const [name, p] of params) {
     const t = await source.load(rt, prefix + name, opts.dtype ?? 'f32');
     p.set(t.shape.length === p.shape.length ? t : reshapeOwned(t, p.shape));
   }
+}
+
+function mismatchReport(root: Module, source: WeightSource, total: number, problems: Record<string, string[]>): string {
+  const model = root.constructor.name;
+  const counts = Object.entries(problems).filter(([, xs]) => xs.length).map(([k, xs]) => `${xs.length} ${k}`);
+  const missing = problems.missing.length;
+  let head = `weights in ${source.description} do not match ${model} (${total} tensors): ${counts.join(', ')}`;
+  if (missing > total / 2 && source.looksLike) {
+    head += `; the file looks like ${source.looksLike()}, not ${model} weights: check which file is where`;
+  } else {
+    head += '; the file and the model config do not belong together: check the weights path and config.json';
+  }
+  const lines = [head];
+  for (const [kind, xs] of Object.entries(problems)) {
+    if (!xs.length) continue;
+    const more = xs.length > SHOWN ? `, ... and ${xs.length - SHOWN} more` : '';
+    lines.push(`  ${kind} (${xs.length}): ${xs.slice(0, SHOWN).join(', ')}${more}`);
+  }
+  return lines.join('\n');
 }
 
 function reshapeOwned(t: Tensor, shape: readonly number[]): Tensor {

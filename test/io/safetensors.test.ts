@@ -1,6 +1,7 @@
 // safetensors: the golden fixtures read against an independent DataView parse, writer round
 // trips, every header corruption giving a WeightError, and chunked streaming to the GPU
 // (F32/F16/BF16 sources into f32 and f16 tensors).
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -231,6 +232,133 @@ describe('safetensors toTensor (GPU, chunked)', () => {
     const f = await SafetensorsFile.open(path);
     try {
       await expectWeightError(f.toTensor(rt, 'ids'), /'ids' is I64; only F32\/F16\/BF16\/F64 load as float tensors/);
+    } finally {
+      await f.close();
+    }
+  });
+});
+
+describe('safetensors strictness (the reference reader\'s rules)', () => {
+  const f32 = (n: number, seed: number) => new Uint8Array(randomArray(n, seed).buffer);
+  /** A file whose 8-byte length field says `n` while the header text is `header`. */
+  const withLength = (name: string, header: string, data: Uint8Array, n: number) => rawFile(name, header, data, BigInt(n));
+
+  it('a header length one byte short or long is refused, not read one byte off', async () => {
+    // Padded header (trailing spaces inside N are allowed): N - 1 still parses as JSON,
+    // so the data section gains a byte at the front that no tensor covers.
+    const data = f32(4, 11);
+    const padded = `${JSON.stringify({ x: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } })}   `;
+    const good = withLength('len_ok', padded, data, padded.length);
+    const f = await SafetensorsFile.open(good);
+    expect(Array.from(await f.readF32('x'))).toEqual(Array.from(new Float32Array(data.buffer)));
+    await f.close();
+    // One short: the last padding space becomes data. The file's bytes are the same.
+    const bytes = readFileSync(good);
+    bytes.writeBigUInt64LE(BigInt(padded.length - 1), 0);
+    const short = join(dir, 'len_short');
+    writeFileSync(short, bytes);
+    await expectWeightError(SafetensorsFile.open(short), /cover 16 data bytes but the file has 17 after the header \(1 trailing bytes\)/);
+    // Unpadded header one short: the closing brace falls outside N.
+    const tight = JSON.stringify({ x: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } });
+    await expectWeightError(SafetensorsFile.open(withLength('len_short2', tight, data, tight.length - 1)), /not valid UTF-8 JSON ending at byte/);
+    // One long: the first data byte becomes part of the header text.
+    await expectWeightError(SafetensorsFile.open(withLength('len_long', tight, data, tight.length + 1)), /not valid UTF-8 JSON|trailing|cover/);
+  });
+
+  it('trailing bytes after the last tensor are refused', async () => {
+    const p = rawFile('trailing', { x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, new Uint8Array(9));
+    await expectWeightError(SafetensorsFile.open(p), /cover 8 data bytes but the file has 9 after the header \(1 trailing bytes\)/);
+  });
+
+  it('gaps between tensors, and data not starting at 0, are refused', async () => {
+    const gap = rawFile('gap', {
+      a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [12, 20] },
+    }, new Uint8Array(20));
+    await expectWeightError(SafetensorsFile.open(gap), /'b' starts at data byte 12 but 'a' ends at 8: a 4-byte gap/);
+    const late = rawFile('late', { a: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12));
+    await expectWeightError(SafetensorsFile.open(late), /'a' starts at data byte 4 but the data section starts at 0/);
+  });
+
+  it('zero-size tensors and header padding are accepted; tensors tile the data in any header order', async () => {
+    const header = `${JSON.stringify({
+      b: { dtype: 'F16', shape: [3], data_offsets: [8, 14] }, empty: { dtype: 'F32', shape: [0, 5], data_offsets: [8, 8] },
+      a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+    })}\n  `;
+    const data = new Uint8Array(14).map((_, i) => i + 1);
+    const f = await SafetensorsFile.open(rawFile('tiled', header, data));
+    expect([...f.tensors.keys()]).toEqual(['b', 'empty', 'a']);
+    expect(Array.from(await f.readRaw('b'))).toEqual([9, 10, 11, 12, 13, 14]);
+    expect((await f.readRaw('empty')).byteLength).toBe(0);
+    await f.close();
+  });
+
+  it('a header that does not start with { is refused', async () => {
+    const p = rawFile('lead', ` ${JSON.stringify({ x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } })}`, new Uint8Array(8));
+    await expectWeightError(SafetensorsFile.open(p), /must be a JSON object starting with '\{' at byte 8, found byte 0x20/);
+  });
+
+  it('duplicate keys are refused (JSON.parse would keep the last one silently)', async () => {
+    const entry = (o: number) => `{"dtype": "F32", "shape": [2], "data_offsets": [${o}, ${o + 8}]}`;
+    const top = rawFile('dup_top', `{"x": ${entry(0)}, "y": ${entry(8)}, "x": ${entry(8)}}`, new Uint8Array(16));
+    await expectWeightError(SafetensorsFile.open(top), /tensor 'x' appears twice in the header/);
+    // The same key spelled with a \u escape is still the same key.
+    const escaped = rawFile('dup_escape', `{"ab": ${entry(0)}, "a\\u0062": ${entry(8)}}`, new Uint8Array(16));
+    await expectWeightError(SafetensorsFile.open(escaped), /tensor 'ab' appears twice/);
+    const inner = rawFile('dup_inner', '{"x": {"dtype": "F16", "shape": [2], "dtype": "F32", "data_offsets": [0, 8]}}', new Uint8Array(8));
+    await expectWeightError(SafetensorsFile.open(inner), /key 'dtype' of 'x' appears twice/);
+    const meta = rawFile('dup_meta', `{"__metadata__": {"k": "1", "k": "2"}, "x": ${entry(0)}}`, new Uint8Array(8));
+    await expectWeightError(SafetensorsFile.open(meta), /key 'k' of '__metadata__' appears twice/);
+  });
+
+  it('quoted text that looks like a key, and equal keys in different objects, are not duplicates', async () => {
+    const header = '{"__metadata__": {"note": "\\"x\\": {\\"dtype\\"} y: x", "x": "meta x"}, '
+      + '"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "x\\\\": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}}';
+    const f = await SafetensorsFile.open(rawFile('nodup', header, new Uint8Array(12)));
+    expect([...f.tensors.keys()]).toEqual(['x', 'x\\']);
+    expect(f.metadata).toEqual({ note: '"x": {"dtype"} y: x', x: 'meta x' });
+    await f.close();
+  });
+
+  it('a FIFO is refused at once instead of blocking the open forever', async () => {
+    const fifo = join(dir, 'pipe.safetensors');
+    execFileSync('mkfifo', [fifo]);
+    await expectWeightError(SafetensorsFile.open(fifo), /pipe\.safetensors is not a regular file \(it is a named pipe \(FIFO\)\)/);
+  }, 10_000);
+
+  it('weights with NaN or Inf are refused when loaded as weights, naming the tensor and element', async () => {
+    const rt = await runtime();
+    const good = randomArray(1000, 5);
+    const nan = Float32Array.from(good);
+    nan[637] = NaN;
+    const inf = Uint16Array.from(good, toHalf);
+    inf[12] = 0xfc00; // -Infinity in f16
+    const big = Float32Array.from(good);
+    big[999] = 1e6; // finite in f32, past the f16 range
+    const path = join(dir, 'nonfinite.safetensors');
+    await writeSafetensors(path, {
+      good: { dtype: 'F32', shape: [10, 100], data: good },
+      nan: { dtype: 'F32', shape: [10, 100], data: nan },
+      inf: { dtype: 'F16', shape: [1000], data: inf },
+      big: { dtype: 'F32', shape: [1000], data: big },
+    });
+    // A 64-byte chunk: the bad element sits in a later chunk than the first.
+    const f = await SafetensorsFile.open(path, { chunkBytes: 64 });
+    const finite = { finite: true };
+    try {
+      const t = await f.toTensor(rt, 'good', 'f32', undefined, finite);
+      expect(Array.from(await t.toArray())).toEqual(Array.from(good));
+      t.dispose();
+      await expectWeightError(f.toTensor(rt, 'nan', 'f32', undefined, finite), /tensor 'nan' F32\[10,100\]: element 637 is NaN; a non-finite weight/);
+      await expectWeightError(f.toTensor(rt, 'nan', 'f16', undefined, finite), /tensor 'nan' F32\[10,100\]: element 637 is NaN/);
+      await expectWeightError(f.toTensor(rt, 'inf', 'f32', undefined, finite), /tensor 'inf' F16\[1000\]: element 12 is -Infinity/);
+      await expectWeightError(f.toTensor(rt, 'big', 'f16', undefined, finite), /tensor 'big' F32\[1000\]: element 999 = 1000000 overflows f16/);
+      const asF32 = await f.toTensor(rt, 'big', 'f32', undefined, finite);
+      expect((await asF32.toArray())[999]).toBe(1e6);
+      asF32.dispose();
+      // Data tensors (parity inputs) are read as stored unless asked.
+      const raw = await f.toTensor(rt, 'nan');
+      expect(Number.isNaN((await raw.toArray())[637])).toBe(true);
+      raw.dispose();
     } finally {
       await f.close();
     }

@@ -46,14 +46,32 @@ export function featureDims(c: GroundingConfig): { mid: number; high: number; hi
   return { mid, high, highest: high + c.proj_channels.highest };
 }
 
-/** Checks the sizes the forward relies on; throws InputError naming the field. */
+const INT_FIELDS = ['low_feature_size', 'mid_feature_size', 'high_feature_size', 'out_size', 'patch_size', 'embedding_dim', 'num_heads',
+  'num_layers', 'hidden_dim', 'context_dim', 'mlp_layers', 'sn_num_itrs'] as const;
+const POSITIVE_FIELDS = ['bn_eps', 'bn_momentum', 'sn_eps'] as const;
+
+/** Checks the types and sizes the forward relies on; throws InputError naming the field. */
 export function validateConfig(c: GroundingConfig): void {
   const bad = (what: string) => {
     throw new InputError(`grounding config: ${what}`);
   };
+  const show = (v: unknown) => (v === undefined ? 'undefined' : JSON.stringify(v));
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const posInt = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v > 0;
+  if (!isObject(c)) bad(`expected an object of Segmodule settings, found ${c === null ? 'null' : Array.isArray(c) ? 'an array' : show(c)}`);
+  for (const k of INT_FIELDS) if (!posInt(c[k])) bad(`${k} = ${show(c[k])} must be a positive integer`);
+  for (const k of POSITIVE_FIELDS) if (!(typeof c[k] === 'number' && c[k] > 0 && Number.isFinite(c[k]))) bad(`${k} = ${show(c[k])} must be a positive number`);
+  for (const key of ['feature_channels', 'feature_res', 'proj_channels'] as const) {
+    const v = c[key] as unknown;
+    if (!isObject(v)) bad(`${key} = ${show(v)} must be an object with low, mid, high and highest entries`);
+  }
+  for (const g of GROUPS) {
+    const ch = c.feature_channels[g] as unknown;
+    if (!Array.isArray(ch) || ch.length === 0 || !ch.every(posInt)) bad(`feature_channels.${g} = ${show(ch)} must be a non-empty list of positive integers`);
+    if (!posInt(c.feature_res[g])) bad(`feature_res.${g} = ${show(c.feature_res[g])} must be a positive integer`);
+    if (!posInt(c.proj_channels[g])) bad(`proj_channels.${g} = ${show(c.proj_channels[g])} must be a positive integer`);
+  }
   if (c.feature_res.highest !== c.high_feature_size) bad(`feature_res.highest (${c.feature_res.highest}) must equal high_feature_size (${c.high_feature_size}): the official module concatenates the highest features without interpolation`);
   if (c.high_feature_size % c.patch_size !== 0) bad(`high_feature_size ${c.high_feature_size} must be a multiple of patch_size ${c.patch_size}`);
   if (c.embedding_dim % c.num_heads !== 0) bad(`embedding_dim ${c.embedding_dim} must be divisible by num_heads ${c.num_heads}`);
-  if (c.mlp_layers < 1 || c.num_layers < 1) bad('mlp_layers and num_layers must be at least 1');
-  for (const g of ['low', 'mid', 'high', 'highest'] as const) if (!c.feature_channels[g]?.length) bad(`feature_channels.${g} is empty`);
 }

@@ -132,6 +132,9 @@ function perBlock(c: UNet2DConditionConfig, key: string, fallback: number, n: nu
 
 /** Checks every key and resolves per-block values; throws one ShapeError listing all problems. */
 export function resolveUNetConfig(c: UNet2DConditionConfig): ResolvedUNetConfig {
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) {
+    throw new ShapeError(`invalid UNet2DConditionModel config: expected a JSON object of diffusers UNet2DConditionModel keys, found ${c === null ? 'null' : Array.isArray(c) ? 'an array' : show(c)}`);
+  }
   const bad: string[] = [];
   const blockOut = c.block_out_channels;
   const n = Array.isArray(blockOut) ? blockOut.length : 0;

@@ -66,6 +66,10 @@ const OFF_SWITCHES: Record<string, unknown> = {
 
 /** The config with defaults filled in, checked; throws a ShapeError listing every bad value. */
 export function vaeConfig(raw: Partial<AutoencoderKLConfig>): AutoencoderKLConfig {
+  // Spreading null or an array would quietly give the defaults (or numbered keys).
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ShapeError(`invalid AutoencoderKL config: expected a JSON object of diffusers AutoencoderKL keys, found ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : JSON.stringify(raw)}`);
+  }
   const c = { ...DEFAULTS, ...raw } as AutoencoderKLConfig;
   const bad: string[] = [];
   const positiveInt = (k: string, v: unknown) => {
