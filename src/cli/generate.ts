@@ -4,12 +4,18 @@
 // progress (step, rate, ETA) goes to stderr, the written paths to stdout.
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { InputError } from '../gpu/errors.js';
+import { UsageError } from '../gpu/errors.js';
 import { Runtime } from '../gpu/runtime.js';
 import { chwToRgba, writePng } from '../io/png.js';
+import { checkWritable } from '../io/writable.js';
+import { CLIPTextModel } from '../models/clip.js';
 import type { SchedulerName } from '../models/schedulers/index.js';
 import { StableDiffusion, TINY_CONFIGS } from '../models/sd.js';
+import { UNet2DConditionModel } from '../models/unet/index.js';
+import { AutoencoderKL } from '../models/vae/vae.js';
 import { generate } from '../pipeline/generate.js';
+import { checkGenerationSize, deviceLimits, generationModel } from '../pipeline/size_check.js';
+import { choiceOption, joinNegativeValues, numberOption, type NumberSpec } from './args.js';
 import type { Command } from './main.js';
 
 const USAGE =
@@ -19,15 +25,31 @@ const USAGE =
 
 const SCHEDULERS: SchedulerName[] = ['ddim', 'pndm', 'euler', 'dpm++2m'];
 
-function int(name: string, v: string | undefined, fallback: number, min: number): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new InputError(`--${name} needs an integer >= ${min}, got '${v}'`);
-  return n;
+/** Numeric options and their bounds. Sides are further checked against the model and
+ *  the adapter (pipeline/size_check.ts) before anything is allocated. */
+const NUMERIC: Record<string, NumberSpec> = {
+  steps: { integer: true, min: 1, max: 1000, why: 'SD 1.x schedulers have 1000 training timesteps' },
+  guidance: { min: 0, max: 100, why: 'classifier-free guidance scale; SD 1.x uses about 7.5' },
+  seed: { integer: true, min: 0, max: 0xffffffff },
+  size: { integer: true, min: 8, max: 1 << 20, why: 'pixels, a multiple of 8' },
+  height: { integer: true, min: 8, max: 1 << 20, why: 'pixels, a multiple of 8' },
+  width: { integer: true, min: 8, max: 1 << 20, why: 'pixels, a multiple of 8' },
+  batch: { integer: true, min: 1, max: 64 },
+};
+
+function side(name: string, raw: string | undefined, fallback: number): number {
+  const v = numberOption(name, raw, fallback, NUMERIC[name]);
+  if (v % 8 !== 0) throw new UsageError(`--${name} must be a multiple of 8 (the VAE's 8x downsampling), got ${v}; try ${Math.max(8, Math.round(v / 8) * 8)}`);
+  return v;
 }
 
 function seconds(s: number): string {
   return s >= 60 ? `${Math.floor(s / 60)}m${Math.round(s % 60).toString().padStart(2, '0')}s` : `${s.toFixed(1)}s`;
+}
+
+/** The tiny models built without weights (cheap: no GPU memory), for the size check. */
+function tinyModels() {
+  return { textEncoder: new CLIPTextModel(TINY_CONFIGS.text_encoder), unet: new UNet2DConditionModel(TINY_CONFIGS.unet), vae: new AutoencoderKL(TINY_CONFIGS.vae) };
 }
 
 export const generateCommand: Command = {
@@ -43,7 +65,7 @@ export const generateCommand: Command = {
   ].join('\n'),
   async run(argv) {
     const { values } = parseArgs({
-      args: argv,
+      args: joinNegativeValues(argv, Object.keys(NUMERIC)),
       options: {
         model: { type: 'string' },
         tiny: { type: 'boolean' },
@@ -62,30 +84,40 @@ export const generateCommand: Command = {
         f16: { type: 'boolean' },
       },
     });
-    if (!values.prompt) throw new InputError(`--prompt is required\nusage: ${USAGE}`);
-    if (!values.model === !values.tiny) throw new InputError(`give exactly one of --model PATH or --tiny\nusage: ${USAGE}`);
-    const scheduler = values.scheduler as SchedulerName | undefined;
-    if (scheduler !== undefined && !SCHEDULERS.includes(scheduler)) throw new InputError(`--scheduler '${scheduler}' is not one of ${SCHEDULERS.join(', ')}`);
-    const size = int('size', values.size, values.tiny ? 64 : 512, 8);
-    const height = int('height', values.height, size, 8);
-    const width = int('width', values.width, size, 8);
-    const steps = int('steps', values.steps, 50, 1);
-    const seed = int('seed', values.seed, 0, 0);
-    const batchSize = int('batch', values.batch, 1, 1);
-    const guidanceScale = values.guidance === undefined ? 7.5 : Number(values.guidance);
-    if (!Number.isFinite(guidanceScale)) throw new InputError(`--guidance needs a number, got '${values.guidance}'`);
-    const outDir = values.out ?? 'out';
+    if (!values.prompt) throw new UsageError('--prompt is required');
+    if (!values.model === !values.tiny) throw new UsageError('give exactly one of --model PATH or --tiny');
+    const scheduler = choiceOption('scheduler', values.scheduler, SCHEDULERS);
+    const size = side('size', values.size, values.tiny ? 64 : 512);
+    const height = side('height', values.height, size);
+    const width = side('width', values.width, size);
+    const steps = numberOption('steps', values.steps, 50, NUMERIC.steps);
+    const seed = numberOption('seed', values.seed, 0, NUMERIC.seed);
+    const batchSize = numberOption('batch', values.batch, 1, NUMERIC.batch);
+    const guidanceScale = numberOption('guidance', values.guidance, 7.5, NUMERIC.guidance);
     // Storing weights in f16 needs every model kernel to accept them; layer_norm and
     // group_norm take f32 weights only, so refuse clearly instead of failing mid-load.
-    if (values.f16) throw new InputError('--f16 is not available yet: the layer_norm/group_norm kernels take f32 weights only; run without --f16');
+    if (values.f16) throw new UsageError('--f16 is not available yet: the layer_norm/group_norm kernels take f32 weights only; run without --f16');
     const dtype = 'f32';
+    // Every output must be creatable before minutes of sampling, not after.
+    const outDir = values.out ?? 'out';
+    const paths = Array.from({ length: batchSize }, (_, b) => join(outDir, `${seed}_${b}.png`));
+    checkWritable(paths, '--out');
+    const request = { height, width, batchSize };
 
     const rt = await Runtime.create();
     try {
       const t0 = performance.now();
-      const sd = values.tiny
-        ? StableDiffusion.random(rt, TINY_CONFIGS, 0, { dtype })
-        : await StableDiffusion.load(rt, values.model as string, { dtype, tokenizerDir: values.tokenizer });
+      // The size is checked against the model's configs and the adapter before any
+      // weight is read or allocated.
+      const limits = deviceLimits(rt);
+      const check = (models: Parameters<typeof generationModel>[0]) => checkGenerationSize(generationModel(models, dtype), request, limits);
+      let sd: StableDiffusion;
+      if (values.tiny) {
+        check(tinyModels());
+        sd = StableDiffusion.random(rt, TINY_CONFIGS, 0, { dtype });
+      } else {
+        sd = await StableDiffusion.load(rt, values.model as string, { dtype, tokenizerDir: values.tokenizer, beforeWeights: check });
+      }
       process.stderr.write(`model ready in ${seconds((performance.now() - t0) / 1000)}\n`);
       const start = performance.now();
       const result = await generate(sd, {
@@ -100,9 +132,8 @@ export const generateCommand: Command = {
       const pixels = await result.images.toArray();
       const per = 3 * height * width;
       for (let b = 0; b < batchSize; b++) {
-        const path = join(outDir, `${seed}_${b}.png`);
-        await writePng(path, chwToRgba(pixels, b * per, 3, height, width), width, height);
-        console.log(path);
+        await writePng(paths[b], chwToRgba(pixels, b * per, 3, height, width), width, height);
+        console.log(paths[b]);
       }
       result.images.dispose();
       result.latents.dispose();

@@ -1,17 +1,35 @@
 // `grounded-sd info`: the adapter, its limits and features as JSON.
 import { parseArgs } from 'node:util';
-import { acquireGpu } from '../gpu/device.js';
+import { acquireGpu, type GpuContext } from '../gpu/device.js';
+import { GpuError } from '../gpu/errors.js';
+import { choiceOption } from './args.js';
 import type { Command } from './main.js';
+
+/** Dawn's backend names (its `backend=` instance toggle). */
+const BACKENDS = ['vulkan', 'metal', 'd3d12', 'd3d11', 'opengl', 'opengles', 'null'] as const;
 
 export const infoCommand: Command = {
   summary: 'print the WebGPU adapter, its limits and features as JSON',
-  usage: 'grounded-sd info [--backend NAME] [--adapter auto|hardware|software|NAME]',
+  usage: `grounded-sd info [--backend ${BACKENDS.join('|')}] [--adapter auto|hardware|software|NAME]`,
   async run(argv) {
     const { values } = parseArgs({
       args: argv,
       options: { backend: { type: 'string' }, adapter: { type: 'string' } },
     });
-    const gpu = await acquireGpu({ backend: values.backend, adapter: values.adapter });
+    const backend = choiceOption('backend', values.backend, BACKENDS);
+    let gpu: GpuContext;
+    try {
+      gpu = await acquireGpu({ backend, adapter: values.adapter });
+    } catch (e) {
+      // A named adapter or a forced backend that matches nothing is the request's fault,
+      // not a missing driver: say which option found nothing.
+      const asked = [values.adapter && !['auto', 'hardware', 'software'].includes(values.adapter) ? `--adapter '${values.adapter}'` : '', backend ? `--backend ${backend}` : '']
+        .filter(Boolean).join(' with ');
+      if (e instanceof GpuError && asked) {
+        throw new GpuError(`no WebGPU adapter matches ${asked}; run \`grounded-sd info\` without it to see the default adapter and its name`);
+      }
+      throw e;
+    }
     const report = {
       ...gpu.report,
       deviceFeatures: [...gpu.device.features].sort(),

@@ -1,7 +1,15 @@
 // Command-line front end. Each subcommand lives in its own file; this one dispatches
-// and turns EngineErrors into messages and exit codes (the only place that does).
-import { EngineError } from '../gpu/errors.js';
+// and turns errors into messages and exit codes (the only place that does): usage
+// mistakes exit 2 with the usage, other EngineErrors and system errors (a full disk, a
+// permission) 1 with one line, and anything else is a bug: "internal error", the stack,
+// and 70 (EX_SOFTWARE), so that it never reads as the user's mistake.
+import { EngineError, UsageError } from '../gpu/errors.js';
+import { benchCommand } from './bench.js';
+import { convertCommand } from './convert.js';
+import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
+import { parityCommand } from './parity.js';
+import { trainCommand } from './train.js';
 
 export interface Command {
   summary: string;
@@ -9,54 +17,67 @@ export interface Command {
   run(argv: string[]): Promise<number>;
 }
 
-const commands: Record<string, () => Promise<Command>> = {
-  info: async () => infoCommand,
-  parity: async () => (await import('./parity.js')).parityCommand,
-  bench: async () => (await import('./bench.js')).benchCommand,
-  train: async () => (await import('./train.js')).trainCommand,
-  generate: async () => (await import('./generate.js')).generateCommand,
+/** Exit status of an unexpected error (sysexits.h EX_SOFTWARE). */
+export const EXIT_INTERNAL = 70;
 
+const commands: Record<string, Command> = {
+  info: infoCommand,
+  parity: parityCommand,
+  bench: benchCommand,
+  train: trainCommand,
+  generate: generateCommand,
+  convert: convertCommand,
 };
 
 function help(): string {
   const lines = ['usage: grounded-sd <command> [options]', '', 'commands:'];
+  for (const [n, c] of Object.entries(commands)) lines.push(`  ${n.padEnd(10)} ${c.summary}`);
+  lines.push('', 'Run `grounded-sd <command> --help` for its options.');
   return lines.join('\n');
+}
+
+/** Node's own errors from a system call (ENOSPC, EACCES, EISDIR): the environment, not a bug. */
+function isSystemError(e: unknown): e is Error & { code: string; syscall: string } {
+  return e instanceof Error && typeof (e as { syscall?: unknown }).syscall === 'string' && typeof (e as { code?: unknown }).code === 'string';
 }
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
-    const out = [help()];
-    for (const [n, load] of Object.entries(commands)) {
-      const c = await load();
-      out.push(`  ${n.padEnd(10)} ${c.summary}`);
-    }
-    out.push('', 'Run `grounded-sd <command> --help` for its options.');
-    console.log(out.join('\n'));
+    console.log(help());
     return name ? 0 : 1;
   }
-  const load = commands[name];
-  if (!load) {
-    console.error(`grounded-sd: unknown command '${name}' (try --help)`);
+  if (!Object.hasOwn(commands, name)) {
+    console.error(`grounded-sd: unknown command '${name}' (commands: ${Object.keys(commands).join(', ')}; try --help)`);
     return 2;
   }
-  const cmd = await load();
-  if (rest[0] === '--help' || rest[0] === '-h') {
+  return runCommand(name, commands[name], rest);
+}
+
+/** Runs one command and maps what it throws to a message and an exit status. */
+export async function runCommand(name: string, cmd: Command, argv: string[]): Promise<number> {
+  if (argv[0] === '--help' || argv[0] === '-h') {
     console.log(`${cmd.summary}\n\nusage: ${cmd.usage}`);
     return 0;
   }
   try {
-    return await cmd.run(rest);
+    return await cmd.run(argv);
   } catch (e) {
+    const code = String((e as { code?: unknown } | null)?.code ?? '');
+    if (e instanceof UsageError || code.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`grounded-sd ${name}: ${(e as Error).message}\nusage: ${cmd.usage.split('\n\n')[0]}`);
+      return 2;
+    }
     if (e instanceof EngineError) {
       console.error(`grounded-sd ${name}: ${e.name}: ${e.message}`);
       return 1;
     }
-    const code = (e as { code?: string }).code ?? '';
-    if (code.startsWith('ERR_PARSE_ARGS') || e instanceof RangeError) {
-      console.error(`grounded-sd ${name}: ${(e as Error).message}\nusage: ${cmd.usage.split('\n\n')[0]}`);
-      return 2;
+    if (isSystemError(e)) {
+      console.error(`grounded-sd ${name}: ${e.message}`);
+      return 1;
     }
-    throw e;
+    const detail = e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : String(e);
+    console.error(`grounded-sd ${name}: internal error (a bug in grounded-sd, not a problem with the input; please report it with this output):\n${detail}`);
+    return EXIT_INTERNAL;
   }
 }

@@ -2,6 +2,8 @@
 // max absolute difference, the error relative to the output's max |value|, and
 // PASS/FAIL against the manifest's tolerance. Exit status 1 on any FAIL or error.
 import { parseArgs } from 'node:util';
+import { writeFileAtomic } from '../io/atomic.js';
+import { checkWritable } from '../io/writable.js';
 import { runParity, type ParityReport } from '../pipeline/parity/index.js';
 import type { Command } from './main.js';
 
@@ -32,6 +34,8 @@ export const parityCommand: Command = {
       console.error('grounded-sd parity: give at least one fixture folder');
       return 2;
     }
+    // The report file must be creatable before the fixtures run, not after.
+    if (values.json) checkWritable([values.json], '--json');
     let ok = true;
     const reports: ParityReport[] = [];
     for (const dir of positionals) {
@@ -45,11 +49,7 @@ export const parityCommand: Command = {
         console.log(`${dir}: FAIL (could not run: ${(e as Error).message})`);
       }
     }
-    if (values.json) {
-      const { writeFileSync, renameSync } = await import('node:fs');
-      writeFileSync(`${values.json}.tmp`, JSON.stringify(reports, null, 2));
-      renameSync(`${values.json}.tmp`, values.json);
-    }
+    if (values.json) await writeFileAtomic(values.json, JSON.stringify(reports, null, 2));
     return ok ? 0 : 1;
   },
 };

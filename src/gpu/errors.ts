@@ -23,6 +23,10 @@ export class GpuError extends EngineError {}
 /** A user-supplied option or file that cannot be used. */
 export class InputError extends EngineError {}
 
+/** A command-line option or argument that is malformed or out of range; the CLI prints
+ *  the command's usage with it and exits with status 2. */
+export class UsageError extends InputError {}
+
 export function formatBytes(n: number): string {
   if (n >= 1 << 30) return `${(n / (1 << 30)).toFixed(2)} GiB`;
   if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(1)} MiB`;

@@ -13,6 +13,7 @@ import type { StableDiffusion } from '../models/sd.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { initialLatents } from './latents.js';
+import { checkGenerationSize, deviceLimits, generationModel } from './size_check.js';
 
 export interface GenerateOptions {
   prompt: string;
@@ -48,19 +49,17 @@ export interface GenerateResult {
 
 function checkOptions(sd: StableDiffusion, o: GenerateOptions): void {
   const bad: string[] = [];
-  const m = sd.sizeMultiple;
-  for (const [k, v] of [['height', o.height], ['width', o.width]] as const) {
-    if (!Number.isInteger(v) || v <= 0 || v % m !== 0) bad.push(`${k} ${v} must be a positive multiple of ${m}; try ${Math.max(m, Math.round(v / m) * m)}`);
-  }
   if (!Number.isInteger(o.steps) || o.steps < 1) bad.push(`steps ${o.steps} must be a positive integer`);
-  const B = o.batchSize ?? 1;
-  if (!Number.isInteger(B) || B < 1) bad.push(`batchSize ${B} must be a positive integer`);
   if (!Number.isFinite(o.guidanceScale)) bad.push(`guidanceScale ${o.guidanceScale} must be finite`);
   if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff) bad.push(`seed ${o.seed} must be an integer in 0..2^32-1`);
   if (o.tapAtStep !== undefined && (!Number.isInteger(o.tapAtStep) || o.tapAtStep < 0 || o.tapAtStep >= o.steps)) {
     bad.push(`tapAtStep ${o.tapAtStep} must be a step index in 0..${o.steps - 1}`);
   }
   if (bad.length) throw new InputError(`generate: ${bad.join('; ')}`);
+  // Sizes against the VAE factor, the adapter's limits and a memory estimate, before
+  // the first allocation.
+  const size = { height: o.height, width: o.width, batchSize: o.batchSize ?? 1 };
+  checkGenerationSize(generationModel({ unet: sd.unet, vae: sd.vae, textEncoder: sd.textEncoder }), size, deviceLimits(sd.rt));
 }
 
 /** Runs the sampling loop; the caller owns (and disposes) the returned tensors. */
