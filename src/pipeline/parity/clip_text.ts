@@ -6,12 +6,13 @@ import { SafetensorsFile } from '../../io/safetensors.js';
 import { CLIPTextModel, type CLIPTextConfig } from '../../models/clip.js';
 import { loadWeights } from '../../nn/module.js';
 import { safetensorsSource } from '../../io/weight_source.js';
+import { manifestConfig } from './manifest_config.js';
 import type { ParityCheck, ParityHandler } from './types.js';
 
 export const handler: ParityHandler = {
   async run(dir, manifest, log) {
     const tol = Number((manifest.tolerance as { max?: number })?.max ?? 1e-4);
-    const config = manifest.config as CLIPTextConfig;
+    const config = manifestConfig(dir, manifest) as unknown as CLIPTextConfig;
     const io = await SafetensorsFile.open(join(dir, 'io.safetensors'));
     const weights = await SafetensorsFile.open(join(dir, 'weights.safetensors'));
     const rt = await Runtime.create();

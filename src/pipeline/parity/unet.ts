@@ -9,6 +9,7 @@ import { SafetensorsFile } from '../../io/safetensors.js';
 import { safetensorsSource } from '../../io/weight_source.js';
 import { UNet2DConditionModel, type UNet2DConditionConfig } from '../../models/unet/index.js';
 import { loadWeights } from '../../nn/module.js';
+import { manifestConfig } from './manifest_config.js';
 import type { ParityCheck, ParityHandler } from './types.js';
 
 interface UNetCase {
@@ -29,11 +30,12 @@ export const handler: ParityHandler = {
     const tol = Number((manifest.tolerance as { max?: number } | undefined)?.max ?? 1e-4);
     const cases = manifest.cases as UNetCase[] | undefined;
     if (!Array.isArray(cases) || cases.length === 0) throw new InputError(`${dir}/manifest.json has no 'cases' list`);
+    const config = manifestConfig(dir, manifest) as unknown as UNet2DConditionConfig;
     const io = await SafetensorsFile.open(join(dir, 'io.safetensors'));
     const weights = await SafetensorsFile.open(join(dir, 'weights.safetensors'));
     const rt = await Runtime.create();
     try {
-      const model = new UNet2DConditionModel(manifest.config as UNet2DConditionConfig);
+      const model = new UNet2DConditionModel(config);
       await loadWeights(rt, model, safetensorsSource(weights));
       const known = new Set(model.tapNames());
       const checks: ParityCheck[] = [];

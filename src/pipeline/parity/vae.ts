@@ -12,6 +12,7 @@ import type { AutoencoderKLConfig } from '../../models/vae/config.js';
 import { loadWeights } from '../../nn/module.js';
 import { scopeAsync } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import { manifestConfig } from './manifest_config.js';
 import type { ParityCheck, ParityHandler } from './types.js';
 
 interface VaeCase {
@@ -25,11 +26,12 @@ export async function runVaeParity(
 ): Promise<ParityCheck[]> {
   const tol = Number((manifest.tolerance as { max?: number } | undefined)?.max ?? 1e-4);
   const cases = (manifest.cases ?? []) as VaeCase[];
+  const config = manifestConfig(dir, manifest) as Partial<AutoencoderKLConfig>;
   const io = await SafetensorsFile.open(join(dir, 'io.safetensors'));
   const weights = await SafetensorsFile.open(join(dir, 'weights.safetensors'));
   const rt = await Runtime.create();
   try {
-    const model = new AutoencoderKL(manifest.config as Partial<AutoencoderKLConfig>);
+    const model = new AutoencoderKL(config);
     await loadWeights(rt, model, safetensorsSource(weights));
     const checks: ParityCheck[] = [];
     for (const c of cases) {
