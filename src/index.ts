@@ -54,3 +54,13 @@ export {
 export { DaamAccumulator, daamLayers, daamWordMaps, DAAM_THRESHOLD, type DaamLayer, type DaamWordMap } from './pipeline/daam.js';
 export type { CrossAttentionSink } from './models/unet/index.js';
 export { writePng, overlayMasks } from './io/png.js';
+export {
+  roiAlign, multiScaleRoiAlign, mapLevels, inferScale, LEVEL_MAPPER_DEFAULTS,
+  type RoiAlignOptions, type MultiScaleRoiAlignOptions, type MultiScaleRoiAlignResult, type LevelMapperOptions,
+} from './nn/roi_align.js';
+export { maxPool2d, type MaxPool2dOptions } from './nn/max_pool.js';
+export { nms, batchedNms } from './nn/nms.js';
+export { decodeBoxes, clipBoxesToImage, removeSmallBoxes, boxArea, resizeBoxes, gatherRows, BBOX_XFORM_CLIP, type BoxCoderWeights } from './nn/boxes.js';
+export { pasteMasksInImage, pasteBoxes, type PasteMasksResult } from './nn/mask_paste.js';
+export { cellAnchors, gridAnchors, type AnchorGrid } from './nn/anchors.js';
+export { rcnnTransform, rcnnResizeSize, rcnnBatchSize, type RcnnTransformOptions, type RcnnTransformResult } from './nn/rcnn_transform.js';

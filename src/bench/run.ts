@@ -112,8 +112,9 @@ function peerSide(peer: Peer, inst: PeerInstance): Side {
  *  ...), so load that drifts during a case (a shared machine) hits both alike. */
 async function benchOne(ctx: Context, dc: KernelCase): Promise<RowInput> {
   const c = dc.bench;
+  const mode: TimingMode = c.host ? 'wall' : ctx.mode;
   const row: RowInput = {
-    family: dc.family, op: c.op, shape: c.shape, flops: c.flops, bytes: c.bytes, reps: 0, timing: ctx.mode,
+    family: dc.family, op: c.op, shape: c.shape, flops: c.flops, bytes: c.bytes, reps: 0, timing: mode,
     samples: null, wallSamples: null, peerSamples: null, peerWallSamples: null, relL2: null, valid: true, error: null,
   };
   let inst: BenchInstance | null = null;
@@ -161,11 +162,11 @@ async function benchOne(ctx: Context, dc: KernelCase): Promise<RowInput> {
     for (let t = 0; t < ctx.trials; t++) {
       wall.push(...(await ours.time(reps, 'wall')));
       await withPeer(async (side) => void peerWall.push(...(await side.time(peerReps, 'wall'))));
-      if (ctx.mode !== 'timestamp') continue;
+      if (mode !== 'timestamp') continue;
       gpu.push(...(await ours.time(reps, 'timestamp')));
       await withPeer(async (side) => void peerGpu.push(...(await side.time(peerReps, 'timestamp'))));
     }
-    const timestamps = ctx.mode === 'timestamp';
+    const timestamps = mode === 'timestamp';
     Object.assign(row, { reps, wallSamples: wall, samples: timestamps ? gpu : wall });
     if (theirs) Object.assign(row, { peerWallSamples: peerWall, peerSamples: timestamps ? peerGpu : peerWall });
   } catch (e) {

@@ -18,7 +18,8 @@ export function pasteBoxRef(box: ArrayLike<number>, m: number, pad: number): [nu
   const hh = fr(fr(fr(y2 - y1) * 0.5) * scale);
   const xc = fr(fr(x2 + x1) * 0.5);
   const yc = fr(fr(y2 + y1) * 0.5);
-  return [Math.trunc(fr(xc - wh)), Math.trunc(fr(yc - hh)), Math.trunc(fr(xc + wh)), Math.trunc(fr(yc + hh))];
+  // + 0 turns a truncated -0 into 0 (an int64 has no sign of zero).
+  return [fr(xc - wh), fr(yc - hh), fr(xc + wh), fr(yc + hh)].map((v) => Math.trunc(v) + 0) as [number, number, number, number];
 }
 
 /** masks [N, M, M], boxes [N, 4] -> canvases [N, H, W]. */

@@ -8,8 +8,9 @@ import { cases as conv2d } from './conv2d.js';
 import { cases as elementwise } from './elementwise.js';
 import { cases as group_norm } from './group_norm.js';
 import { cases as matmul } from './matmul.js';
+import { cases as nms } from './nms.js';
 import { cases as softmax } from './softmax.js';
 
 export const KERNEL_FAMILIES: Readonly<Record<string, readonly BenchCase[]>> = {
-  attention, bicubic, conv2d, elementwise, group_norm, matmul, softmax,
+  attention, bicubic, conv2d, elementwise, group_norm, matmul, nms, softmax,
 };

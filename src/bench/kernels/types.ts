@@ -31,6 +31,9 @@ export interface BenchCase {
   flops: number;
   /** Minimum bytes moved per run (inputs read once + outputs written once). */
   bytes: number;
+  /** Host (or host-driven) work: timed by wall clock even where timestamps exist, since
+   *  GPU time would leave the host part out (e.g. the NMS host path against its GPU contender). */
+  host?: boolean;
   setup(rt: Runtime): BenchInstance;
   /** The same computation in tfjs-backend-webgpu, given the tf namespace. */
   peer?(tf: typeof tfjs): PeerInstance;
