@@ -283,6 +283,26 @@ describe('SD weights: bad files get one clear error (tiny random-weight folders)
     expect((await loadError(clipAsUnet)).message).toContain('looks like a CLIP text encoder (text_model.*)');
   });
 
+  it('beforeWeights sees the built models before any weight is read', async () => {
+    const rt = await runtime();
+    // A NaN weight would fail the load; the hook's error comes first, so no weight was read.
+    const dir = await folder('before_weights', (t) => {
+      const data = Float32Array.from(t.text_encoder['text_model.final_layer_norm.weight'].data).fill(NaN);
+      t.text_encoder['text_model.final_layer_norm.weight'] = { ...t.text_encoder['text_model.final_layer_norm.weight'], data };
+    });
+    const seen: string[] = [];
+    const err = await StableDiffusion.load(rt, dir, {
+      tokenizer,
+      beforeWeights: ({ unet, vae, textEncoder }) => {
+        seen.push(`${unet.resolved.blockOut.join(',')} ${vae.config.block_out_channels.join(',')} ${textEncoder.constructor.name}`);
+        throw new InputError('too big');
+      },
+    }).catch((e: unknown) => e);
+    expect(seen).toEqual([`${TINY_CONFIGS.unet.block_out_channels.join(',')} ${TINY_CONFIGS.vae.block_out_channels?.join(',')} CLIPTextModel`]);
+    expect(err).toEqual(new InputError('too big'));
+    expect((await loadError(dir)).message).toMatch(/'text_model\.final_layer_norm\.weight' F32\[32\]: element 0 is NaN/);
+  });
+
   it('a FIFO in place of a config or a weights file is refused instead of hanging', async () => {
     const cfgFifo = await folder('fifo_cfg');
     rmSync(join(cfgFifo, 'unet', 'config.json'));
