@@ -30,7 +30,7 @@
 //   here); above 4000 it runs nms per group and sorts all kept indices by decreasing score.
 //   torch sorts that last list non-stably; here exact score ties across groups keep index
 //   order (torch's order for them is unspecified).
-import { LimitError, ShapeError } from '../gpu/errors.js';
+import { InputError, LimitError, ShapeError } from '../gpu/errors.js';
 import type { Runtime } from '../gpu/runtime.js';
 import { f32 } from '../gpu/params.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -184,6 +184,8 @@ export function nmsGpuRecord(sorted: Tensor, iouThreshold: number, opts: NmsGpuO
   const words = Math.max(1, Math.ceil(n / 32));
   if (words > MAX_WORDS) throw new LimitError(`nmsGpu: ${n} boxes need ${words} bitmap words, more than the sweep's ${MAX_WORDS} (workgroup storage); use the host nms`);
   if (opts.groups && (opts.groups.dtype !== 'u32' || opts.groups.size !== n)) throw new ShapeError(`nmsGpu: groups must be [${n}] u32, got ${opts.groups.toString()}`);
+  // The kernel skips empty unions, which matches torch only for thresholds >= 0.
+  if (!(iouThreshold >= 0)) throw new InputError(`nmsGpu: IoU threshold ${iouThreshold} must be >= 0; use the host nms`);
   const limit = opts.maxBindingBytes ?? rt.limits.maxStorageBufferBindingSize;
   const perRun = Math.floor(limit / (words * 4) / 32) * 32;
   if (perRun < 32) throw new LimitError(`nmsGpu: 32 bitmap rows of ${words * 4} bytes exceed the binding limit ${limit}; use the host nms`);
@@ -218,7 +220,9 @@ export async function nmsGpu(
   if (n === 0) return new Int32Array(0);
   const order = sortByScoreDesc(scores);
   const sorted = new Float32Array(4 * n);
-  order.forEach((i, r) => sorted.set(Array.prototype.slice.call(boxes, 4 * i, 4 * i + 4) as number[], 4 * r));
+  order.forEach((i, r) => {
+    for (let j = 0; j < 4; j++) sorted[4 * r + j] = boxes[4 * i + j];
+  });
   const b = Tensor.from(rt, sorted, [n, 4], 'f32', 'nms_boxes');
   const g = opts.idxs ? Tensor.from(rt, Uint32Array.from(order, (i) => opts.idxs?.[i] ?? 0), [n], 'u32', 'nms_groups') : undefined;
   const removed = nmsGpuRecord(b, iouThreshold, { groups: g, maxBindingBytes: opts.maxBindingBytes });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LimitError, ShapeError } from '../../src/gpu/errors.js';
+import { InputError, LimitError, ShapeError } from '../../src/gpu/errors.js';
 import { batchedNms, nms, nmsGpu, nmsGpuRecord, thresholdBelow } from '../../src/nn/nms.js';
 import { batchedNmsRef } from '../../src/ref/nms.js';
 import { Tensor } from '../../src/tensor/tensor.js';
@@ -123,7 +123,7 @@ describe('nms (GPU contender)', () => {
     expect(Array.from(keep)).toEqual(ref.keep);
   });
 
-  it('refuses sizes past its workgroup bitmap and malformed boxes', async () => {
+  it('refuses sizes past its workgroup bitmap, malformed boxes and negative thresholds', async () => {
     const rt = await runtime();
     const big = Tensor.zeros(rt, [4064 * 32 + 1, 4], 'f32');
     expect(() => nmsGpuRecord(big, 0.5)).toThrow(LimitError);
@@ -131,5 +131,8 @@ describe('nms (GPU contender)', () => {
     const bad = Tensor.zeros(rt, [4, 3], 'f32');
     expect(() => nmsGpuRecord(bad, 0.5)).toThrow(ShapeError);
     bad.dispose();
+    const ok = Tensor.zeros(rt, [4, 4], 'f32');
+    expect(() => nmsGpuRecord(ok, -0.1)).toThrow(InputError);
+    ok.dispose();
   });
 });
