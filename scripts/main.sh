@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, prints the adapter, runs the kernel benchmark
-# (table + out/bench-kernels.json + chart), and generates with the tiny random-weight SD
-# (pass MODEL=/path/to/sd15 to generate with real weights instead).
+# The main job: installs what is missing, prints the adapter, runs the grounded demo (image,
+# masks, DAAM heat maps, overlay and result.json in out/demo/), then the kernel benchmark
+# (table + out/bench-kernels.json + chart).
+# The demo uses the built-in tiny model, whose weights are random (its pictures are noise);
+# MODEL=/path/to/sd15 GROUNDING=/path/to/grounding.pth runs it on real weights instead
+# (TOKENIZER=DIR with a single-file MODEL; see weights/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 mkdir -p out
 ./bin/grounded-sd.mjs info > out/adapter.json
-./bin/grounded-sd.mjs bench kernels --json out/bench-kernels.json --png out/bench-kernels.png "$@"
 if [ -n "${MODEL:-}" ]; then
-  ./bin/grounded-sd.mjs generate --model "$MODEL" --prompt "a photograph of a dog and a cat" --steps 50 --seed 0 --out out/
+  if [ -z "${GROUNDING:-}" ]; then
+    echo "main.sh: MODEL=$MODEL needs GROUNDING=/path/to/grounding checkpoint (see weights/README.md)" >&2
+    exit 2
+  fi
+  ./bin/grounded-sd.mjs demo --model "$MODEL" --grounding "$GROUNDING" ${TOKENIZER:+--tokenizer "$TOKENIZER"} --out out/demo
 else
-  ./bin/grounded-sd.mjs generate --tiny --prompt "a photograph of a dog and a cat" --steps 4 --seed 0 --out out/
+  ./bin/grounded-sd.mjs demo --model tiny --out out/demo
 fi
+./bin/grounded-sd.mjs bench kernels --json out/bench-kernels.json --png out/bench-kernels.png "$@"

@@ -1,6 +1,8 @@
 // `grounded-sd generate`: text to PNG images with an SD 1.x model (diffusers folder or
-// single-file checkpoint), or with `--tiny`, a deterministic tiny random-weight SD that
-// demonstrates the whole pipeline without any download. PNGs are written atomically;
+// single-file checkpoint), or with `--model tiny`, the built-in deterministic tiny
+// random-weight SD that demonstrates the whole pipeline without any download (`--tiny` is
+// its deprecated alias). With --grounding or --daam the run goes to grounded_generate.ts
+// (masks, overlay, heat maps, result.json per image). PNGs are written atomically;
 // progress (step, rate, ETA) goes to stderr, the written paths to stdout.
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -10,16 +12,18 @@ import { chwToRgba, writePng } from '../io/png.js';
 import { checkWritable } from '../io/writable.js';
 import { CLIPTextModel } from '../models/clip.js';
 import type { SchedulerName } from '../models/schedulers/index.js';
-import { StableDiffusion, TINY_CONFIGS } from '../models/sd.js';
+import { StableDiffusion } from '../models/sd.js';
 import { UNet2DConditionModel } from '../models/unet/index.js';
 import { AutoencoderKL } from '../models/vae/vae.js';
 import { generate } from '../pipeline/generate.js';
+import { BUILTIN_TINY_CONFIGS } from '../pipeline/grounding_module.js';
 import { checkGenerationSize, deviceLimits, generationModel } from '../pipeline/size_check.js';
 import { choiceOption, joinNegativeValues, numberOption, type NumberSpec } from './args.js';
+import { GROUNDED_HELP, GROUNDED_USAGE, groundedGenerate, wantsGrounded } from './grounded_generate.js';
 import type { Command } from './main.js';
 
 const USAGE =
-  'grounded-sd generate (--model PATH | --tiny) --prompt TEXT [--negative TEXT] [--steps 50] [--guidance 7.5] [--seed 0]\n' +
+  'grounded-sd generate --model PATH|tiny --prompt TEXT [--negative TEXT] [--steps 50] [--guidance 7.5] [--seed 0]\n' +
   '                     [--size 512 | --height H --width W] [--batch 1] [--scheduler ddim|pndm|euler|dpm++2m]\n' +
   '                     [--tokenizer DIR] [--out out/] [--f16]';
 
@@ -49,21 +53,24 @@ function seconds(s: number): string {
 
 /** The tiny models built without weights (cheap: no GPU memory), for the size check. */
 function tinyModels() {
-  return { textEncoder: new CLIPTextModel(TINY_CONFIGS.text_encoder), unet: new UNet2DConditionModel(TINY_CONFIGS.unet), vae: new AutoencoderKL(TINY_CONFIGS.vae) };
+  const c = BUILTIN_TINY_CONFIGS;
+  return { textEncoder: new CLIPTextModel(c.text_encoder), unet: new UNet2DConditionModel(c.unet), vae: new AutoencoderKL(c.vae) };
 }
 
 export const generateCommand: Command = {
-  summary: 'generate images from a prompt with an SD 1.x model (or --tiny random weights)',
-  usage: `${USAGE}\n\n` + [
+  summary: 'generate images (and with --grounding, masks) from a prompt with an SD 1.x model (or --model tiny)',
+  usage: `${USAGE}\n${GROUNDED_USAGE}\n\n` + [
     '  --model PATH      diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/) or single-file .safetensors',
-    '  --tiny            tiny deterministic random-weight SD (no download; prompts are hashed into its vocabulary)',
+    '  --model tiny      the built-in tiny random-weight SD (no download; pictures are noise; --tiny is a deprecated alias)',
     '  --tokenizer DIR   vocab.json + merges.txt for single-file checkpoints',
-    '  --size N          square images (default 512; 64 with --tiny); --height/--width for other shapes',
+    '  --size N          square images (default 512; 64 with --model tiny); --height/--width for other shapes',
     '  --scheduler NAME  default: the model\'s scheduler config (PNDM for SD 1.5)',
     '  --out DIR         where <seed>_<row>.png files go (default out/)',
     '  --f16             f16 weights: refused for now (the norm kernels take f32 weights only)',
+    GROUNDED_HELP,
   ].join('\n'),
   async run(argv) {
+    if (wantsGrounded(argv)) return groundedGenerate(argv);
     const { values } = parseArgs({
       args: joinNegativeValues(argv, Object.keys(NUMERIC)),
       options: {
@@ -85,9 +92,11 @@ export const generateCommand: Command = {
       },
     });
     if (!values.prompt) throw new UsageError('--prompt is required');
-    if (!values.model === !values.tiny) throw new UsageError('give exactly one of --model PATH or --tiny');
+    if (values.tiny && values.model !== undefined) throw new UsageError('give --model PATH or --model tiny, not also --tiny');
+    if (!values.model && !values.tiny) throw new UsageError('--model PATH (or --model tiny) is required');
+    const tiny = values.tiny === true || values.model === 'tiny';
     const scheduler = choiceOption('scheduler', values.scheduler, SCHEDULERS);
-    const size = side('size', values.size, values.tiny ? 64 : 512);
+    const size = side('size', values.size, tiny ? 64 : 512);
     const height = side('height', values.height, size);
     const width = side('width', values.width, size);
     const steps = numberOption('steps', values.steps, 50, NUMERIC.steps);
@@ -112,9 +121,10 @@ export const generateCommand: Command = {
       const limits = deviceLimits(rt);
       const check = (models: Parameters<typeof generationModel>[0]) => checkGenerationSize(generationModel(models, dtype), request, limits);
       let sd: StableDiffusion;
-      if (values.tiny) {
+      if (tiny) {
         check(tinyModels());
-        sd = StableDiffusion.random(rt, TINY_CONFIGS, 0, { dtype });
+        if (values.tiny) process.stderr.write('grounded-sd: --tiny is deprecated; use --model tiny\n');
+        sd = StableDiffusion.random(rt, BUILTIN_TINY_CONFIGS, 0, { dtype });
       } else {
         sd = await StableDiffusion.load(rt, values.model as string, { dtype, tokenizerDir: values.tokenizer, beforeWeights: check });
       }

@@ -6,6 +6,7 @@
 import { EngineError, UsageError } from '../gpu/errors.js';
 import { benchCommand } from './bench.js';
 import { convertCommand } from './convert.js';
+import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
@@ -27,6 +28,7 @@ const commands: Record<string, Command> = {
   bench: benchCommand,
   train: trainCommand,
   generate: generateCommand,
+  demo: demoCommand,
   convert: convertCommand,
   eval: evalCommand,
 };
