@@ -3,14 +3,26 @@
 // per step to <out>/log.jsonl, checkpoints to <out>/ckpt-<step>/ (newest named in
 // <out>/latest); a summary line goes to stdout. The library checks every value's range
 // (src/pipeline/train/options.ts); here only the syntax of numbers is checked.
+// A --data folder made by `grounded-sd dataset build` (it holds dataset.json) trains
+// through pipeline/dataset/train.ts: the module is built for the dataset's shapes, 'regen'
+// samples get their features recomputed with --model, missed classes get no loss
+// (--strategy no-zero-masks by default), and --val-count/--val-every validate on held-out
+// samples; curve.png is drawn at the end.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { InputError } from '../gpu/errors.js';
 import { Runtime } from '../gpu/runtime.js';
+import { StableDiffusion } from '../models/sd.js';
+import { DATASET_FILE, trainOnDataset } from '../pipeline/dataset/index.js';
+import { BUILTIN_TINY_CONFIGS } from '../pipeline/grounding_module.js';
 import { DEFAULT_MEMORY_BUDGET, trainGrounding, type ConfigName, type Strategy } from '../pipeline/train/index.js';
 import type { Command } from './main.js';
 
 const USAGE = 'grounded-sd train (--data DIR | --synthetic) --out DIR [--steps N] [--lr X] [--batch N] [--accum K] [--seed N] '
   + '[--strategy normal|no-zero-masks] [--dice W] [--optimizer adam|adamw] [--weight-decay X] [--checkpoint-every N] '
-  + '[--loss-every N] [--resume | --overwrite] [--memory-budget GIB] [--config tiny|sd1]';
+  + '[--loss-every N] [--resume | --overwrite] [--memory-budget GIB] [--config tiny|sd1] [--model PATH|tiny] [--tokenizer DIR] '
+  + '[--val-every K] [--val-count M]';
 
 function num(name: string, v: string | undefined, dflt: number, integer: boolean, min: number): number {
   if (v === undefined) return dflt;
@@ -30,7 +42,11 @@ function oneOf<T extends string>(name: string, v: string | undefined, allowed: r
 export const trainCommand: Command = {
   summary: 'train the grounding module (Adam, BCE [+ Dice]) on samples or the synthetic task',
   usage: `${USAGE}\n\n` + [
-    '  --data DIR           folder of *.safetensors training samples (features, text_embedding, target)',
+    '  --data DIR           folder of *.safetensors training samples (features, text_embedding, target),',
+    '                       or a dataset folder made by grounded-sd dataset build',
+    '  --model PATH|tiny    the SD model a regen dataset was built with (its features are recomputed)',
+    '  --val-count M        hold out the dataset\'s M highest-index samples for validation',
+    '  --val-every K        validation mIoU every K steps (and at the end) in log.jsonl; curve.png at the end',
     '  --synthetic          train on the synthetic shapes task instead of --data',
     '  --out DIR            log.jsonl, checkpoints ckpt-<step>/ and latest',
     '  --steps N            optimiser steps (default 1000)',
@@ -38,7 +54,7 @@ export const trainCommand: Command = {
     '  --batch N            images per micro-batch (default 1)',
     '  --accum K            micro-batches per step, gradients accumulated (default 1)',
     '  --seed N             init and data order (default 0)',
-    '  --strategy S         normal, or no-zero-masks (classes with an empty mask get no loss)',
+    '  --strategy S         normal, or no-zero-masks (classes with an empty mask get no loss; default for datasets)',
     '  --dice W             add W x Dice loss to the BCE (default 0)',
     '  --optimizer O        adam (default) or adamw',
     '  --weight-decay X     L2 (adam) or decoupled (adamw) decay (default 0 / 0.01)',
@@ -61,6 +77,7 @@ export const trainCommand: Command = {
           optimizer: { type: 'string' }, 'weight-decay': { type: 'string' }, 'checkpoint-every': { type: 'string' },
           'loss-every': { type: 'string' }, resume: { type: 'boolean' }, overwrite: { type: 'boolean' },
           'memory-budget': { type: 'string' }, config: { type: 'string' },
+          model: { type: 'string' }, tokenizer: { type: 'string' }, 'val-every': { type: 'string' }, 'val-count': { type: 'string' },
         },
       }).values;
       if (!values.out) throw new RangeError('--out DIR is required');
@@ -70,8 +87,15 @@ export const trainCommand: Command = {
       console.error(`grounded-sd train: ${(e as Error).message}\nusage: ${USAGE}`);
       return 2;
     }
+    const dataset = !!values.data && existsSync(join(values.data, DATASET_FILE));
+    if (!dataset && (values.model || values['val-every'] || values['val-count'])) {
+      console.error(`grounded-sd train: --model, --val-every and --val-count are for a dataset folder (made by grounded-sd dataset build)\nusage: ${USAGE}`);
+      return 2;
+    }
     let opts;
+    let val;
     try {
+      val = { every: num('val-every', values['val-every'], 0, true, 0), count: num('val-count', values['val-count'], 0, true, 0) };
       opts = {
         out: values.out,
         data: values.synthetic ? null : values.data!,
@@ -80,7 +104,7 @@ export const trainCommand: Command = {
         batch: num('batch', values.batch, 1, true, 1),
         accum: num('accum', values.accum, 1, true, 1),
         seed: num('seed', values.seed, 0, true, 0),
-        strategy: oneOf<Strategy>('strategy', values.strategy, ['normal', 'no-zero-masks'], 'normal'),
+        strategy: oneOf<Strategy>('strategy', values.strategy, ['normal', 'no-zero-masks'], dataset ? 'no-zero-masks' : 'normal'),
         dice: num('dice', values.dice, 0, false, 0),
         optimizer: oneOf('optimizer', values.optimizer, ['adam', 'adamw'] as const, 'adam'),
         weightDecay: values['weight-decay'] === undefined ? undefined : num('weight-decay', values['weight-decay'], 0, false, 0),
@@ -95,6 +119,7 @@ export const trainCommand: Command = {
       console.error(`grounded-sd train: ${(e as Error).message}\nusage: ${USAGE}`);
       return 2;
     }
+    if (dataset) return trainDataset(opts, values, val);
     const rt = await Runtime.create();
     try {
       const res = await trainGrounding(rt, opts);
@@ -106,3 +131,30 @@ export const trainCommand: Command = {
     }
   },
 };
+
+/** `train --data DIR` on a dataset folder. */
+async function trainDataset(
+  opts: Omit<Parameters<typeof trainGrounding>[1], 'data'> & { data: string | null },
+  values: { model?: string; tokenizer?: string },
+  val: { every: number; count: number },
+): Promise<number> {
+  const model = values.model;
+  if (model && model !== 'tiny' && !existsSync(model)) throw new InputError(`--model ${model} does not exist; give the model the dataset was built with, or --model tiny`);
+  const rt = await Runtime.create();
+  let sd: StableDiffusion | undefined;
+  try {
+    if (model) sd = model === 'tiny' ? StableDiffusion.random(rt, BUILTIN_TINY_CONFIGS, 0) : await StableDiffusion.load(rt, model, { tokenizerDir: values.tokenizer });
+    const res = await trainOnDataset(rt, { ...opts, data: opts.data as string, sd, widths: opts.config, valEvery: val.every, valCount: val.count });
+    for (const p of res.source.problems) process.stderr.write(`warning: ${p}\n`);
+    const last = [...res.logs].reverse().find((l) => l.loss !== null);
+    const lastVal = [...res.logs].reverse().find((l) => typeof l.val_miou === 'number');
+    console.log(JSON.stringify({
+      step: res.step, loss: last?.loss ?? null, val_miou: lastVal?.val_miou ?? null, out: opts.out, curve: res.curve,
+      samples: res.source.train.length, validation: res.source.validation.length, left_out: res.source.problems.length,
+    }));
+    return 0;
+  } finally {
+    sd?.dispose();
+    rt.destroy();
+  }
+}

@@ -206,6 +206,7 @@ export async function train(rt: Runtime, model: TrainableModel, opt: TrainOptimi
         await rt.sync();
       }
       const entry: StepLog = { step, loss, lr: o.lr, seconds: (performance.now() - t0) / 1000, ...(skipped ? { skipped } : {}) };
+      if (o.afterStep) Object.assign(entry, await o.afterStep(step));
       logs.push(entry);
       await appendLog(o.out, entry);
       if (o.progress ?? true) {

@@ -65,9 +65,13 @@ export interface TrainOptions {
   /** Settings beyond the loop's own that change the result (seed, data, optimiser...):
    *  stored in the run folder and compared on resume. */
   runInfo?: Record<string, unknown>;
+  /** Called after each step's update, before its log line is written; the numbers it
+   *  returns are added to that line (validation metrics). It must leave the model's
+   *  parameters and buffers as it found them. */
+  afterStep?: (step: number) => Promise<Record<string, number | null> | void>;
 }
 
-export interface StepLog { step: number; loss: number | null; lr: number; seconds: number; skipped?: boolean }
+export interface StepLog { step: number; loss: number | null; lr: number; seconds: number; skipped?: boolean; [metric: string]: number | boolean | null | undefined }
 
 export interface TrainResult { step: number; logs: StepLog[] }
 
