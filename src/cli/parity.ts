@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { writeFileAtomic } from '../io/atomic.js';
 import { checkWritable } from '../io/writable.js';
-import { runParity, type ParityReport } from '../pipeline/parity/index.js';
+import { fixtureDirs, NoHandlerError, runParity, type ParityReport } from '../pipeline/parity/index.js';
 import type { Command } from './main.js';
 
 function fmt(x: number): string {
@@ -27,7 +27,7 @@ export function formatReport(r: ParityReport): string {
 
 export const parityCommand: Command = {
   summary: 'check the engine against golden fixture folders (manifest.json + safetensors)',
-  usage: 'grounded-sd parity DIR [DIR...] [--json FILE]',
+  usage: 'grounded-sd parity DIR [DIR...] [--json FILE]\n\nDIR is a fixture folder (manifest.json + safetensors) or a folder of them, searched at any depth.',
   async run(argv) {
     const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'string' } } });
     if (positionals.length === 0) {
@@ -38,7 +38,17 @@ export const parityCommand: Command = {
     if (values.json) checkWritable([values.json], '--json');
     let ok = true;
     const reports: ParityReport[] = [];
-    for (const dir of positionals) {
+    // A parent folder runs every fixture below it, as the test suite does.
+    const dirs: string[] = [];
+    for (const p of positionals) {
+      const found = fixtureDirs(p);
+      if (found.length === 0) {
+        console.log(`${p}: FAIL (no manifest.json at or below it: not a fixture folder)`);
+        ok = false;
+      }
+      dirs.push(...found);
+    }
+    for (const dir of dirs) {
       try {
         const r = await runParity(dir, (m) => process.stderr.write(`${m}\n`));
         reports.push(r);
@@ -46,7 +56,7 @@ export const parityCommand: Command = {
         ok &&= r.pass;
       } catch (e) {
         ok = false;
-        console.log(`${dir}: FAIL (could not run: ${(e as Error).message})`);
+        console.log(e instanceof NoHandlerError ? `FAIL ${e.message}` : `${dir}: FAIL (could not run: ${(e as Error).message})`);
       }
     }
     if (values.json) await writeFileAtomic(values.json, JSON.stringify(reports, null, 2));

@@ -20,11 +20,12 @@ import { TINY_CONFIGS } from '../../src/models/sd.js';
 import { namedParams, type Module } from '../../src/nn/module.js';
 
 const golden = goldenDir();
+const G = golden ?? '';
 const tmp = mkdtempSync(join(tmpdir(), 'gsd-sdweights-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const FIXTURE: Record<SdComponent, string> = { unet: 'unet_sd', vae: 'vae_sd', text_encoder: 'clip_text' };
-const manifest = (c: SdComponent) => JSON.parse(readFileSync(join(golden as string, FIXTURE[c], 'manifest.json'), 'utf8'));
+const manifest = (c: SdComponent) => JSON.parse(readFileSync(join(G, FIXTURE[c], 'manifest.json'), 'utf8'));
 const tokenizer = new HashTokenizer(1000);
 
 type Tensors = Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }>;
@@ -33,7 +34,7 @@ async function ldmTensors(configs: SdConfigs): Promise<Tensors> {
   const out: Tensors = {};
   const upTypes = configs.unet.up_block_types;
   for (const c of ['unet', 'vae', 'text_encoder'] as SdComponent[]) {
-    const f = await SafetensorsFile.open(join(golden as string, FIXTURE[c], 'weights.safetensors'));
+    const f = await SafetensorsFile.open(join(G, FIXTURE[c], 'weights.safetensors'));
     for (const [name, info] of f.tensors) {
       const to = diffusersToLdm(c, name, undefined, (b) => upTypes[b] === 'CrossAttnUpBlock2D');
       expect(to, `${c} ${name} has an LDM name`).not.toBeNull();
@@ -47,8 +48,7 @@ async function ldmTensors(configs: SdConfigs): Promise<Tensors> {
 }
 
 describe('SD weights: diffusers folder vs single-file LDM checkpoint', () => {
-  it('loads both layouts to identical outputs that match the references', async () => {
-    if (!golden) return;
+  it.skipIf(!golden)('loads both layouts to identical outputs that match the references', async () => {
     const rt = await runtime();
     const configs: SdConfigs = { unet: manifest('unet').config, vae: manifest('vae').config, text_encoder: manifest('text_encoder').config_args, scheduler: {} };
     const folder = join(tmp, 'diffusers');
@@ -58,7 +58,7 @@ describe('SD weights: diffusers folder vs single-file LDM checkpoint', () => {
     const cfg: Record<SdComponent, unknown> = { unet: configs.unet, vae: configs.vae, text_encoder: manifest('text_encoder').config };
     for (const c of ['unet', 'vae', 'text_encoder'] as SdComponent[]) {
       mkdirSync(join(folder, c));
-      copyFileSync(join(golden, FIXTURE[c], 'weights.safetensors'), join(folder, c, `${files[c]}.safetensors`));
+      copyFileSync(join(G, FIXTURE[c], 'weights.safetensors'), join(folder, c, `${files[c]}.safetensors`));
       writeFileSync(join(folder, c, 'config.json'), JSON.stringify(cfg[c]));
     }
     const single = join(tmp, 'sd-ldm.safetensors');
@@ -67,9 +67,9 @@ describe('SD weights: diffusers folder vs single-file LDM checkpoint', () => {
     const fromFolder = await StableDiffusion.load(rt, folder, { tokenizer });
     const fromFile = await StableDiffusion.load(rt, single, { tokenizer, configs });
 
-    const unetIo = await SafetensorsFile.open(join(golden, 'unet_sd', 'io.safetensors'));
-    const vaeIo = await SafetensorsFile.open(join(golden, 'vae_sd', 'io.safetensors'));
-    const clipIo = await SafetensorsFile.open(join(golden, 'clip_text', 'io.safetensors'));
+    const unetIo = await SafetensorsFile.open(join(G, 'unet_sd', 'io.safetensors'));
+    const vaeIo = await SafetensorsFile.open(join(G, 'vae_sd', 'io.safetensors'));
+    const clipIo = await SafetensorsFile.open(join(G, 'clip_text', 'io.safetensors'));
     const ids = Array.from(await clipIo.readI64('input_ids'), Number);
     const L = 77;
     const rows = [ids.slice(0, L), ids.slice(L, 2 * L)];
@@ -102,8 +102,7 @@ describe('SD weights: diffusers folder vs single-file LDM checkpoint', () => {
     for (const f of [unetIo, vaeIo, clipIo]) await f.close();
   });
 
-  it('names a missing, an unexpected and a mis-shaped tensor, and a truncated file', async () => {
-    if (!golden) return;
+  it.skipIf(!golden)('names a missing, an unexpected and a mis-shaped tensor, and a truncated file', async () => {
     const rt = await runtime();
     const configs: SdConfigs = { unet: manifest('unet').config, vae: manifest('vae').config, text_encoder: manifest('text_encoder').config_args, scheduler: {} };
     const base = await ldmTensors(configs);
