@@ -2,6 +2,7 @@
 // backward, at the real widths (batch 1), from timestamp queries, plus the wall time of
 // one full training step (forward, BCE, backward, Adam). Dispatches are grouped by the
 // profiler scope they ran in: one per official module (bench/grounding.ts).
+import { UsageError } from '../gpu/errors.js';
 import { parseArgs } from 'node:util';
 import { benchGrounding, type GroundingBenchReport } from '../bench/grounding.js';
 import { Runtime } from '../gpu/runtime.js';
@@ -38,9 +39,9 @@ export const benchGroundingCommand: Command = {
       values = parseArgs({ args: argv, options: { json: { type: 'string' }, classes: { type: 'string' }, reps: { type: 'string' }, config: { type: 'string' } } }).values;
       classes = Number(values.classes ?? 2);
       reps = Number(values.reps ?? 3);
-      if (!Number.isInteger(classes) || classes < 1) throw new RangeError(`--classes needs a positive integer, got '${values.classes}'`);
-      if (!Number.isInteger(reps) || reps < 1) throw new RangeError(`--reps needs a positive integer, got '${values.reps}'`);
-      if (values.config !== undefined && values.config !== 'sd1' && values.config !== 'tiny') throw new RangeError(`--config must be sd1 or tiny, got '${values.config}'`);
+      if (!Number.isInteger(classes) || classes < 1) throw new UsageError(`--classes needs a positive integer, got '${values.classes}'`);
+      if (!Number.isInteger(reps) || reps < 1) throw new UsageError(`--reps needs a positive integer, got '${values.reps}'`);
+      if (values.config !== undefined && values.config !== 'sd1' && values.config !== 'tiny') throw new UsageError(`--config must be sd1 or tiny, got '${values.config}'`);
     } catch (e) {
       console.error(`grounded-sd bench grounding: ${(e as Error).message}\nusage: ${USAGE}`);
       return 2;

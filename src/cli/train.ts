@@ -11,7 +11,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { InputError } from '../gpu/errors.js';
+import { InputError, UsageError } from '../gpu/errors.js';
 import { Runtime } from '../gpu/runtime.js';
 import { StableDiffusion } from '../models/sd.js';
 import { DATASET_FILE, trainOnDataset } from '../pipeline/dataset/index.js';
@@ -28,14 +28,14 @@ function num(name: string, v: string | undefined, dflt: number, integer: boolean
   if (v === undefined) return dflt;
   const n = Number(v);
   if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) {
-    throw new RangeError(`--${name} needs ${integer ? 'an integer' : 'a number'} >= ${min}, got '${v}'`);
+    throw new UsageError(`--${name} needs ${integer ? 'an integer' : 'a number'} >= ${min}, got '${v}'`);
   }
   return n;
 }
 
 function oneOf<T extends string>(name: string, v: string | undefined, allowed: readonly T[], dflt: T): T {
   if (v === undefined) return dflt;
-  if (!(allowed as readonly string[]).includes(v)) throw new RangeError(`--${name} must be one of ${allowed.join(', ')}, got '${v}'`);
+  if (!(allowed as readonly string[]).includes(v)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got '${v}'`);
   return v as T;
 }
 
@@ -80,9 +80,9 @@ export const trainCommand: Command = {
           model: { type: 'string' }, tokenizer: { type: 'string' }, 'val-every': { type: 'string' }, 'val-count': { type: 'string' },
         },
       }).values;
-      if (!values.out) throw new RangeError('--out DIR is required');
-      if (!!values.data === !!values.synthetic) throw new RangeError('give exactly one of --data DIR and --synthetic');
-      if (values.resume && values.overwrite) throw new RangeError('--resume continues the run in --out and --overwrite deletes it; give one of them');
+      if (!values.out) throw new UsageError('--out DIR is required');
+      if (!!values.data === !!values.synthetic) throw new UsageError('give exactly one of --data DIR and --synthetic');
+      if (values.resume && values.overwrite) throw new UsageError('--resume continues the run in --out and --overwrite deletes it; give one of them');
     } catch (e) {
       console.error(`grounded-sd train: ${(e as Error).message}\nusage: ${USAGE}`);
       return 2;
