@@ -10,6 +10,9 @@ export interface DebugFlags {
   adapter?: string;
   /** GROUNDED_SD_VALIDATE=1: wrap every dispatch in an error scope (slow, precise). */
   validate: boolean;
+  /** GROUNDED_SD_VARIANTS=matmul=tiled,softmax=subgroup: force kernel variants
+   *  (gpu/variants.ts) in every runtime, e.g. to run a test suite on the GPU kernels. */
+  variants?: string;
 }
 
 export function debugFlags(env: NodeJS.ProcessEnv = process.env): DebugFlags {
@@ -18,5 +21,6 @@ export function debugFlags(env: NodeJS.ProcessEnv = process.env): DebugFlags {
     backend: env.GROUNDED_SD_BACKEND || undefined,
     adapter: env.GROUNDED_SD_ADAPTER || undefined,
     validate: env.GROUNDED_SD_VALIDATE === '1',
+    variants: env.GROUNDED_SD_VARIANTS || undefined,
   };
 }

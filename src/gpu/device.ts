@@ -4,6 +4,7 @@
 import { create, globals } from 'webgpu';
 import { debugFlags } from './debug.js';
 import { GpuError } from './errors.js';
+import { KernelVariants, parseVariantList } from './variants.js';
 
 export type AdapterChoice = 'auto' | 'hardware' | 'software';
 
@@ -18,6 +19,9 @@ export interface DeviceOptions {
   dawnToggles?: string[];
   /** Ask for shader-f16 when the adapter has it (default true). */
   f16?: boolean;
+  /** Kernel variants to force instead of the adapter's choice (gpu/variants.ts), e.g.
+   *  { matmul: 'tiled' }; they override GROUNDED_SD_VARIANTS. */
+  variants?: Readonly<Record<string, string | undefined>>;
 }
 
 export interface AdapterReport {
@@ -43,6 +47,8 @@ export interface GpuContext {
   hasF16: boolean;
   hasTimestamps: boolean;
   hasSubgroups: boolean;
+  /** Which kernel variant each op family runs (chosen for this adapter, overridable). */
+  variants: KernelVariants;
   /** Dawn's instance: the process stays alive while it is referenced. */
   release(): void;
 }
@@ -131,6 +137,15 @@ export async function acquireGpu(opts: DeviceOptions = {}): Promise<GpuContext> 
     const v = report.limits[key];
     if (typeof v === 'number') requiredLimits[key] = v;
   }
+  // Variants are checked against the features about to be requested, before a device
+  // exists that a refused override would leave behind.
+  const forced = debugFlags().variants;
+  const variants = new KernelVariants(
+    { software: report.isFallbackAdapter, features: new Set<string>(wanted), name: `'${report.description}'` },
+    forced ? parseVariantList(forced, 'GROUNDED_SD_VARIANTS') : {},
+    'GROUNDED_SD_VARIANTS',
+  );
+  for (const [family, name] of Object.entries(opts.variants ?? {})) if (name !== undefined) variants.set(family, name, 'options.variants');
   let device: GPUDevice;
   try {
     device = await adapter.requestDevice({
@@ -141,16 +156,52 @@ export async function acquireGpu(opts: DeviceOptions = {}): Promise<GpuContext> 
   } catch (e) {
     throw new GpuError(`requesting a device from '${report.description}' failed: ${(e as Error).message}`);
   }
+  const features = new Set<string>(device.features);
   return {
     device,
     adapter,
     report,
-    hasF16: device.features.has('shader-f16'),
-    hasTimestamps: device.features.has('timestamp-query'),
-    hasSubgroups: device.features.has('subgroups'),
+    hasF16: features.has('shader-f16'),
+    hasTimestamps: features.has('timestamp-query'),
+    hasSubgroups: features.has('subgroups'),
+    variants,
     release() {
       device.destroy();
       gpu = null;
     },
   };
+}
+
+/** Dawn's experimental subgroup-matrix feature (cooperative matrices) as the adapter
+ *  offers it: `configs` lists the (component, result, M, N, K) shapes it supports. */
+export interface SubgroupMatrixReport {
+  feature: 'chromium-experimental-subgroup-matrix';
+  available: boolean;
+  configs: { componentType: string; resultComponentType: string; M: number; N: number; K: number }[];
+}
+
+export const SUBGROUP_MATRIX = 'chromium-experimental-subgroup-matrix';
+
+/**
+ * Asks the adapter that acquireGpu(opts) would pick whether it offers subgroup matrices.
+ * Dawn lists the feature only on an instance with `allow_unsafe_apis`, which the engine's
+ * own device never enables, so this opens a second instance just to look, and drops it.
+ * No kernel uses the feature yet: this is detection and reporting (`grounded-sd info`).
+ */
+export async function probeSubgroupMatrix(opts: DeviceOptions = {}): Promise<SubgroupMatrixReport> {
+  installGlobals();
+  const choice = opts.adapter ?? debugFlags().adapter ?? 'auto';
+  const gpu = create(dawnFlags({ ...opts, dawnToggles: [...(opts.dawnToggles ?? []), 'allow_unsafe_apis'] }));
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance', forceFallbackAdapter: choice === 'software' });
+  const none: SubgroupMatrixReport = { feature: SUBGROUP_MATRIX, available: false, configs: [] };
+  if (!adapter) return none;
+  const info = adapter.info as GPUAdapterInfo & { subgroupMatrixConfigs?: Iterable<Record<string, unknown>> };
+  const configs = [...(info.subgroupMatrixConfigs ?? [])].map((c) => ({
+    componentType: String(c.componentType),
+    resultComponentType: String(c.resultComponentType),
+    M: Number(c.M),
+    N: Number(c.N),
+    K: Number(c.K),
+  }));
+  return { feature: SUBGROUP_MATRIX, available: adapter.features.has(SUBGROUP_MATRIX), configs };
 }

@@ -1,6 +1,7 @@
 // Pipeline cache: WGSL families are read once from shaders/<family>.wgsl and compiled
-// once per (family, entry point, dtype, sorted override constants). Two text
-// substitutions only: the element-type alias (`alias T = f32;` becomes f16 on request)
+// once per (family, entry point, dtype, sorted override constants). A family that uses
+// subgroup builtins starts with `enable subgroups;` and is refused on a device without
+// the feature. Two text substitutions only: the element-type alias (`alias T = f32;` becomes f16 on request)
 // and `// #include "name.wgsl"` lines, replaced by shaders/lib/name.wgsl (shared helper
 // functions such as the activations, so fused epilogues do not copy them).
 // Where the text comes from: the compiled package inlines shaders/ (shader_sources.ts);
@@ -87,6 +88,12 @@ export class PipelineCache {
     let mod = this.modules.get(key);
     if (mod) return mod;
     let code = this.source(family);
+    // Subgroup kernels (gpu/variants.ts) carry `enable subgroups;` in their own file; it
+    // compiles only on a device created with the feature (device.ts requests it when the
+    // adapter has it), so say which feature is missing rather than let WGSL fail.
+    if (/^enable subgroups;/m.test(code) && !this.device.features.has('subgroups')) {
+      throw new GpuError(`kernel family '${family}' needs the 'subgroups' feature, which this device was not created with; use the 'tree' variant (rt.variants)`);
+    }
     if (dtype === 'f16') {
       if (!this.hasF16) throw new GpuError(`kernel family '${family}' asked for f16 but the device has no shader-f16`);
       if (!code.includes('alias T = f32;')) throw new GpuError(`kernel family '${family}' has no f16 variant (no 'alias T = f32;')`);

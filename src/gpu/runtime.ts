@@ -66,6 +66,12 @@ export class Runtime {
     return this.gpu.report.description;
   }
 
+  /** Which kernel variant each op family runs (gpu/variants.ts): the adapter's choice,
+   *  assignable (rt.variants.matmul = 'tiled') or forced per call with .with(). */
+  get variants() {
+    return this.gpu.variants;
+  }
+
   /** Folds a 1-D workgroup count into x*y with x <= maxComputeWorkgroupsPerDimension.
    *  Kernels recover the linear index as wid.x + wid.y * nwg.x and bound-check it. */
   grid(n: number): [number, number, number] {

@@ -1,6 +1,8 @@
 // Matrix products: batched matmul with a fused epilogue (alpha, bias, activation,
 // residual, accumulate), and the linear layer (PyTorch weight layout) with its backward.
-// Kernels: shaders/matmul.wgsl.
+// Kernels: shaders/matmul.wgsl (variant 'rows8', the software adapter's) and
+// shaders/matmul_tiled.wgsl (variant 'tiled', hardware adapters'), chosen by
+// rt.variants.matmul (gpu/variants.ts); both take the same params and bindings.
 //
 // Shapes: a [..., M, K] (or [..., K, M] with transA), b [..., K, N] (or [..., N, K]
 // with transB). Leading (batch) dims of a and b are equal, or one operand is 2-D and
@@ -38,6 +40,11 @@ const COLS = 4;
 const MAX_WG = 64;
 const WG_STEP = 8;
 const BIAS_WG = 64;
+/** Tiled variant: 64 columns per workgroup; 64 rows (4 per thread), or 128 (8 per
+ *  thread) from TALL rows on, where the extra reuse of each b load outweighs having
+ *  half as many workgroups. */
+const TILE_N = 64;
+const TALL = 1024;
 
 /** The widest workgroup whose last column tile wastes at most 1/8 of the N / 4 column
  *  threads more than the least wasteful width (N = 320 takes 40, not 64 with 3/8 idle). */
@@ -102,17 +109,19 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const c = out ?? Tensor.empty(a.rt, outShape, dtype, 'matmul');
   if (M === 0 || N === 0 || batch === 0) return c;
 
+  const tiled = a.rt.variants.matmul === 'tiled';
   const wg = workgroupSize(N);
-  const blocksM = Math.ceil(M / ROWS);
-  const blocksN = Math.ceil(N / (COLS * wg));
+  const tm = M >= TALL ? 8 : 4;
+  const blocksM = tiled ? Math.ceil(M / (16 * tm)) : Math.ceil(M / ROWS);
+  const blocksN = tiled ? Math.ceil(N / TILE_N) : Math.ceil(N / (COLS * wg));
   const activation = opts.activation ?? 'none';
   a.rt.dispatch(
     {
-      family: 'matmul',
-      entry: 'matmul_forward',
+      family: tiled ? 'matmul_tiled' : 'matmul',
+      entry: tiled ? 'matmul_tiled_forward' : 'matmul_forward',
       dtype,
       overrides: {
-        WG: wg,
+        ...(tiled ? { TM: tm } : { WG: wg }),
         TRANS_A: opts.transA ? 1 : 0,
         TRANS_B: opts.transB ? 1 : 0,
         HAS_BIAS: bias ? 1 : 0,
@@ -129,7 +138,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       // again (read-only aliasing is allowed); the shader never reads them then.
       bindings: [a.binding, a.binding, b.binding, b.binding, (bias ?? a).binding, (residual ?? a).binding, c.binding],
       workgroups: batch * blocksM * blocksN,
-      label: `matmul_forward[${batch}x${M}x${N}x${K}${opts.transA ? ',tA' : ''}${opts.transB ? ',tB' : ''}]`,
+      label: `${tiled ? 'matmul_tiled_forward' : 'matmul_forward'}[${batch}x${M}x${N}x${K}${opts.transA ? ',tA' : ''}${opts.transB ? ',tB' : ''}]`,
     },
   );
   return c;
