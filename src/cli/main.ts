@@ -6,6 +6,7 @@
 import { EngineError, UsageError } from '../gpu/errors.js';
 import { benchCommand } from './bench.js';
 import { convertCommand } from './convert.js';
+import { datasetCommand } from './dataset.js';
 import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
@@ -31,6 +32,7 @@ const commands: Record<string, Command> = {
   demo: demoCommand,
   convert: convertCommand,
   eval: evalCommand,
+  dataset: datasetCommand,
 };
 
 function help(): string {
