@@ -2,8 +2,9 @@
 // images per class and M per class pair over every class of a vocabulary (seen and
 // unseen), grounds the named classes with the grounding module and writes each image with
 // its semantic label map (pipeline/synth/run.ts). Resumable (a rerun skips finished
-// samples) and shardable (--shard i/n, one output folder per shard; `grounded-sd export`
-// joins them). Progress goes to stderr, the output folder to stdout.
+// samples; SIGINT / SIGTERM stop it after the sample in progress, exit status 130) and
+// shardable (--shard i/n, one output folder per shard; `grounded-sd export` joins them).
+// Progress goes to stderr, the output folder to stdout.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -162,9 +163,22 @@ export const synthCommand: Command = {
       write(`models ready in ${seconds((performance.now() - t0) / 1000)}${tinyModel || tinyGrounding ? ' (random weights: the pictures and labels test the pipeline only)' : ''}\n`);
       return groundedSynthGenerator(sd, seg, { steps, guidanceScale, size: side, batchNorm });
     };
+    // SIGINT / SIGTERM (a scheduler's preemption): stop after the sample in progress.
+    const stop = new AbortController();
+    let signals = 0;
+    const onSignal = (sig: string) => {
+      signals++;
+      if (signals > 1) process.exit(130);
+      write(`\n${sig}: stopping after the sample in progress (again to quit at once; finished samples are kept, rerun the same command to continue)\n`);
+      stop.abort();
+    };
+    const onInt = () => onSignal('SIGINT');
+    const onTerm = () => onSignal('SIGTERM');
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
     try {
       const summary = await runSynth(generator, {
-        out, vocab, perClass, perPair, pairs, seed, shard, threshold, ignoreRadius, onProgress: printer(write, vocab.classes),
+        out, vocab, perClass, perPair, pairs, seed, shard, threshold, ignoreRadius, signal: stop.signal, onProgress: printer(write, vocab.classes),
         generation: {
           model: tinyModel ? 'tiny' : resolve(values.model),
           grounding: tinyGrounding ? 'tiny' : resolve(values.grounding),
@@ -172,10 +186,12 @@ export const synthCommand: Command = {
           steps, guidance_scale: guidanceScale, size: size ?? 'model default', batch_norm: batchNorm, scheduler: 'ddim', negative_prompt: '',
         },
       });
-      write(`${summary.generated.length} samples generated, ${summary.resumed.length} already there\n`);
+      write(`${summary.generated.length} samples generated, ${summary.resumed.length} already there${summary.stopped ? '; stopped early: rerun the same command to continue' : ''}\n`);
       console.log(out);
-      return 0;
+      return summary.stopped ? 130 : 0;
     } finally {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
       if (seg) disposeParams(seg);
       (sd as StableDiffusion | undefined)?.dispose();
       (rt as Runtime | undefined)?.destroy();

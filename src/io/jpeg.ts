@@ -69,39 +69,53 @@ export function qualityTable(base: readonly number[], quality: number): number[]
 }
 export const JPEG_BASE_TABLES = { LUMA_Q, CHROMA_Q } as const;
 
-/** Canonical codes (T.81 Annex C): symbol -> [code, length]. */
-function huffCodes(spec: HuffSpec): Map<number, [number, number]> {
-  const out = new Map<number, [number, number]>();
+/** Canonical codes (T.81 Annex C), indexed by symbol: code bits and code length (0 when
+ *  the table has no code for the symbol). */
+function huffCodes(spec: HuffSpec): { code: Int32Array; len: Int32Array } {
+  const out = { code: new Int32Array(256), len: new Int32Array(256) };
   let code = 0;
   let k = 0;
   for (let len = 1; len <= 16; len++) {
-    for (let i = 0; i < spec.bits[len - 1]; i++) out.set(spec.vals[k++], [code++, len]);
+    for (let i = 0; i < spec.bits[len - 1]; i++) {
+      out.code[spec.vals[k]] = code++;
+      out.len[spec.vals[k++]] = len;
+    }
     code <<= 1;
   }
   return out;
 }
 
 class BitWriter {
-  private bytes: number[] = [];
+  private buf = new Uint8Array(1 << 16);
+  private size = 0;
+  /** Pending bits (at most 7 between calls), most significant first. */
   private acc = 0;
   private n = 0;
-  put(code: number, len: number): void {
-    for (let i = len - 1; i >= 0; i--) {
-      this.acc = (this.acc << 1) | ((code >>> i) & 1);
-      if (++this.n === 8) this.flushByte();
+  /** Appends the low `len` bits of `bits` (len <= 16). */
+  put(bits: number, len: number): void {
+    this.acc = (this.acc << len) | (bits & ((1 << len) - 1));
+    this.n += len;
+    while (this.n >= 8) {
+      this.n -= 8;
+      const byte = (this.acc >>> this.n) & 0xff;
+      this.byte(byte);
+      // A 0xFF byte in entropy-coded data is followed by a stuffed 0x00 (T.81 F.1.2.3).
+      if (byte === 0xff) this.byte(0);
     }
+    this.acc &= (1 << this.n) - 1;
   }
-  private flushByte(): void {
-    this.bytes.push(this.acc);
-    // A 0xFF byte in entropy-coded data is followed by a stuffed 0x00 (T.81 F.1.2.3).
-    if (this.acc === 0xff) this.bytes.push(0);
-    this.acc = 0;
-    this.n = 0;
+  private byte(b: number): void {
+    if (this.size === this.buf.length) {
+      const grown = new Uint8Array(this.buf.length * 2);
+      grown.set(this.buf);
+      this.buf = grown;
+    }
+    this.buf[this.size++] = b;
   }
   /** Pads the last byte with 1-bits (F.1.2.3) and returns everything written. */
   finish(): Uint8Array {
     if (this.n > 0) this.put((1 << (8 - this.n)) - 1, 8 - this.n);
-    return Uint8Array.from(this.bytes);
+    return this.buf.subarray(0, this.size);
   }
 }
 
@@ -168,6 +182,7 @@ export function encodeJpeg(rgba: Uint8Array, width: number, height: number, qual
   const block = [new Float64Array(64), new Float64Array(64), new Float64Array(64)];
   const coef = new Float64Array(64);
   const tmp = new Float64Array(64);
+  const zz = new Int32Array(64);
   for (let by = 0; by < height; by += 8) {
     for (let bx = 0; bx < width; bx += 8) {
       for (let y = 0; y < 8; y++) {
@@ -186,12 +201,11 @@ export function encodeJpeg(rgba: Uint8Array, width: number, height: number, qual
         const q = qTables[t];
         const [dcCodes, acCodes] = codes[t];
         fdct(block[c], coef, tmp);
-        const zz = ZIGZAG.map((k) => Math.round(coef[k] / q[k]));
+        for (let k = 0; k < 64; k++) zz[k] = Math.round(coef[ZIGZAG[k]] / q[ZIGZAG[k]]);
         const diff = zz[0] - prevDc[c];
         prevDc[c] = zz[0];
         const [ds, dbits] = category(diff);
-        const dcCode = dcCodes.get(ds) as [number, number];
-        bw.put(dcCode[0], dcCode[1]);
+        bw.put(dcCodes.code[ds], dcCodes.len[ds]);
         if (ds) bw.put(dbits, ds);
         let run = 0;
         for (let k = 1; k < 64; k++) {
@@ -200,20 +214,16 @@ export function encodeJpeg(rgba: Uint8Array, width: number, height: number, qual
             continue;
           }
           while (run > 15) {
-            const zrl = acCodes.get(0xf0) as [number, number];
-            bw.put(zrl[0], zrl[1]);
+            bw.put(acCodes.code[0xf0], acCodes.len[0xf0]);
             run -= 16;
           }
           const [s, bits] = category(zz[k]);
-          const code = acCodes.get((run << 4) | s) as [number, number];
-          bw.put(code[0], code[1]);
+          const sym = (run << 4) | s;
+          bw.put(acCodes.code[sym], acCodes.len[sym]);
           bw.put(bits, s);
           run = 0;
         }
-        if (run > 0) {
-          const eob = acCodes.get(0x00) as [number, number];
-          bw.put(eob[0], eob[1]);
-        }
+        if (run > 0) bw.put(acCodes.code[0x00], acCodes.len[0x00]);
       }
     }
   }

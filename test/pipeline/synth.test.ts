@@ -204,6 +204,23 @@ describe('synth run loop (CPU stand-in generator)', () => {
     expect((await readManifest(out)).records.size).toBe(9);
   });
 
+  it('stops after the sample in progress when its signal is aborted, removes stray temp files on the rerun, and finishes', async () => {
+    const out = join(tmp, 'run-stop');
+    const stop = new AbortController();
+    const first = await runSynth(once(), {
+      ...options(out), signal: stop.signal, onProgress: (e) => (e.kind === 'finished' && e.position === 2 ? stop.abort() : undefined),
+    });
+    expect(first.stopped).toBe(true);
+    expect(first.generated).toEqual(['c000-00000', 'c001-00000', 'c002-00000']);
+    expect((await readManifest(out)).records.size).toBe(3);
+    // What a killed atomic write leaves behind (io/atomic.ts names).
+    await writeFile(join(out, 'images', '.c000-00001.png.999.abcd1234.tmp'), 'half');
+    const rest = await runSynth(once(), options(out));
+    expect(rest.stopped).toBe(false);
+    expect(rest.generated.length).toBe(6);
+    expect((await readdir(join(out, 'images'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+
   it('refuses to mix settings in one folder, naming what changed', async () => {
     const out = join(tmp, 'run-a');
     await expect(runSynth(once(), options(out, { seed: 5 }))).rejects.toThrow(/other settings \(plan.seed: 4 vs 5\); use another --out folder/);

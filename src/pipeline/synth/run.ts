@@ -13,7 +13,7 @@
 //                        is there)
 // Every sample starts from the same grounding-module state (engine.ts), so a sample is the
 // same whichever process, shard or rerun makes it.
-import { access, mkdir } from 'node:fs/promises';
+import { access, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../../gpu/errors.js';
 import { writeFileAtomic } from '../../io/atomic.js';
@@ -56,6 +56,8 @@ export interface SynthRunOptions {
   /** What the images and logits depend on (models, steps, guidance, size, ...). */
   generation: Record<string, unknown>;
   onProgress?: (e: SynthEvent) => void;
+  /** When aborted, the run stops after the sample in progress (SIGINT/SIGTERM in the CLI). */
+  signal?: AbortSignal;
 }
 
 export type SynthEvent =
@@ -70,6 +72,8 @@ export interface SynthSummary {
   generated: string[];
   resumed: string[];
   problems: string[];
+  /** True when `signal` stopped the run before every sample was made. */
+  stopped: boolean;
 }
 
 /** The settings document of a run. */
@@ -152,11 +156,13 @@ export async function runSynth(generator: () => Promise<SynthGenerator>, o: Synt
   emit({ kind: 'plan', total: plan.length, shard: mine.length, finished: kept.size });
   const generated: string[] = [];
   const resumed = mine.filter((s) => kept.has(s.id)).map((s) => s.id);
-  if (todo.length === 0) return { settings, generated, resumed, problems };
+  if (todo.length === 0) return { settings, generated, resumed, problems, stopped: false };
+  await removeTempFiles(o.out);
 
   const generate = await generator();
   const palette = vocPalette();
   for (const [position, s] of todo.entries()) {
+    if (o.signal?.aborted) return { settings, generated, resumed, problems, stopped: true };
     emit({ kind: 'generating', id: s.id, position, total: todo.length, prompt: s.prompt });
     const img = await generate(s, (p) => emit({ kind: 'stage', id: s.id, ...p }));
     const pixels = img.width * img.height;
@@ -174,5 +180,15 @@ export async function runSynth(generator: () => Promise<SynthGenerator>, o: Synt
     generated.push(s.id);
     emit({ kind: 'finished', id: s.id, position, total: todo.length, record });
   }
-  return { settings, generated, resumed, problems };
+  return { settings, generated, resumed, problems, stopped: false };
+}
+
+/** Removes the temp files of atomic writes a killed run left in images/ and labels/
+ *  (io/atomic.ts names them '.<name>.<pid>.<random>.tmp'). */
+async function removeTempFiles(out: string): Promise<void> {
+  for (const sub of ['images', 'labels']) {
+    for (const name of await readdir(join(out, sub))) {
+      if (/^\..+\.tmp$/.test(name)) await rm(join(out, sub, name), { force: true });
+    }
+  }
 }
