@@ -2,6 +2,7 @@
 // folder of `grounded-sd synth`, or the folders of its shards, joined) out as PASCAL VOC
 // (JPEGImages, SegmentationClass palette PNGs, ImageSets lists) or as COCO JSON with RLE
 // masks (pipeline/synth/export_{voc,coco}.ts). Progress goes to stderr, OUT to stdout.
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../gpu/errors.js';
 import { exportCoco, exportVoc, openSynthDataset } from '../pipeline/synth/index.js';
@@ -46,7 +47,7 @@ export const exportCommand: Command = {
     if (paths.length < 2) throw new UsageError(`export ${format} needs a synth folder and an output folder: export ${format} SYNTH_DIR [SYNTH_DIR...] OUT`);
     const out = paths[paths.length - 1];
     const sources = paths.slice(0, -1);
-    if (sources.includes(out)) throw new UsageError(`OUT ${out} is also given as a synth folder; export to another folder`);
+    if (sources.some((d) => resolve(d) === resolve(out))) throw new UsageError(`OUT ${out} is also given as a synth folder; export to another folder`);
     const valFraction = numberOption('val', values.val, 0.1, NUMERIC.val);
     const quality = numberOption('quality', values.quality, 95, NUMERIC.quality);
     if (values.quality !== undefined && format === 'coco') throw new UsageError('--quality applies to voc (JPEG images); the coco export copies the PNG images');
