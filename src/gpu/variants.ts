@@ -126,3 +126,14 @@ export class KernelVariants {
     return { ...this.chosen };
   }
 }
+
+/** The smallest workgroup a subgroup-reduction kernel may use on an adapter: a power of
+ *  two (so a multiple of every subgroup size up to it, and every subgroup is full), at
+ *  least the adapter's largest subgroup (128, Vulkan's ceiling, when Dawn does not say)
+ *  and at least 32. */
+export function subgroupWorkgroupFloor(subgroupMaxSize: number | null): number {
+  const need = Math.max(32, subgroupMaxSize ?? 128);
+  let wg = 32;
+  while (wg < need) wg *= 2;
+  return wg;
+}

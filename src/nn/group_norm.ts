@@ -1,9 +1,11 @@
 // Group normalisation, inference only (SD's UNet and VAE never train it here). Two
 // passes over x: per-(n, group) statistics (chunked Welford partials from a workgroup
 // tree, merged per row by a one-thread-per-row finalize), then the apply pass with the
-// optional SiLU fused. Kernels: shaders/group_norm.wgsl.
+// optional SiLU fused. Kernels: shaders/group_norm.wgsl; the statistics pass of the
+// 'subgroup' variant (rt.variants.group_norm, gpu/variants.ts) is group_norm_subgroup.wgsl.
 import { ShapeError } from '../gpu/errors.js';
 import { f32 } from '../gpu/params.js';
+import { subgroupWorkgroupFloor } from '../gpu/variants.js';
 import { BYTES, Tensor } from '../tensor/tensor.js';
 import { ACT } from './elementwise.js';
 import { bindingRuns, runBinding } from './layout.js';
@@ -26,6 +28,10 @@ export function chunking(len: number): { WG: number; ITEMS: number } {
 const STATS_WG = 64;
 const APPLY = { WG: 64, ITEMS: 16 };
 const FINALIZE_WG = 64;
+/** Subgroup variant (GPUs): 256-thread stats workgroups of 16 elements per thread, so a
+ *  UNet row of 40960 elements spreads over 10 workgroups instead of 3, for occupancy;
+ *  its merge costs one barrier at any width. */
+const SUBGROUP_STATS = { WG: 256, ITEMS: 16 };
 
 function floatDtype(t: Tensor, what: string): 'f32' | 'f16' {
   if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new ShapeError(`${what}: needs float tensors, got ${t.toString()}`);
@@ -62,7 +68,10 @@ export function groupNorm(
   // vec4 entry points when planes (and so rows) start on vec4 boundaries.
   const vec4 = S % 4 === 0;
   const suffix = vec4 ? '_vec4' : '';
-  const statChunk = STATS_WG * (vec4 ? 256 : 64);
+  const subgroup = rt.variants.group_norm === 'subgroup';
+  const statsWg = subgroup ? Math.max(SUBGROUP_STATS.WG, subgroupWorkgroupFloor(rt.gpu.report.subgroupMaxSize)) : STATS_WG;
+  const statChunk = subgroup ? statsWg * SUBGROUP_STATS.ITEMS : STATS_WG * (vec4 ? 256 : 64);
+  const statsEntry = `${subgroup ? 'group_norm_subgroup_stats' : 'group_norm_stats'}${suffix}`;
   const chunks = Math.ceil(M / statChunk);
   const planeChunks = Math.ceil(S / (APPLY.WG * APPLY.ITEMS * (vec4 ? 4 : 1)));
   const partials = Tensor.empty(rt, [rows, chunks, 2], 'f32', 'group_norm.partials');
@@ -73,8 +82,8 @@ export function groupNorm(
     const params = [run.count, M, chunks, statChunk, S, planeChunks, cg, C, run.start, f32(eps)];
     const xr = runBinding(x, run, M);
     rt.dispatch(
-      { family: 'group_norm', entry: `group_norm_stats${suffix}`, dtype, overrides: { WG: STATS_WG } },
-      { params, bindings: [xr, partials.binding], workgroups: run.count * chunks, label: `group_norm_stats${suffix}${label}` },
+      { family: subgroup ? 'group_norm_subgroup' : 'group_norm', entry: statsEntry, dtype, overrides: { WG: statsWg } },
+      { params, bindings: [xr, partials.binding], workgroups: run.count * chunks, label: `${statsEntry}${label}` },
     );
     rt.dispatch(
       { family: 'group_norm', entry: 'group_norm_finalize', overrides: { WG: FINALIZE_WG } },

@@ -1,8 +1,11 @@
 // Layer normalisation over the last axis (CLIP, the UNet's transformer blocks, the
 // grounding decoder) with its backward, as llm.c's layernorm_forward / _backward.
-// Kernels: shaders/layer_norm.wgsl.
+// Kernels: shaders/layer_norm.wgsl; the row reductions of the 'subgroup' variant
+// (rt.variants.layer_norm, gpu/variants.ts) are shaders/layer_norm_subgroup.wgsl.
 import { ShapeError } from '../gpu/errors.js';
 import { f32 } from '../gpu/params.js';
+import type { Runtime } from '../gpu/runtime.js';
+import { subgroupWorkgroupFloor } from '../gpu/variants.js';
 import { Tensor } from '../tensor/tensor.js';
 
 /** Threads per row: a power of two in [32, 256], about one per 4 elements. */
@@ -10,6 +13,16 @@ function rowWorkgroupSize(d: number): number {
   let wg = 32;
   while (wg < 256 && wg * 4 < d) wg *= 2;
   return wg;
+}
+
+/** The family and workgroup size of a row kernel ('forward', 'backward_input') under
+ *  the runtime's variant; the subgroup one is no narrower than the adapter's floor. */
+function rowKernel(rt: Runtime, kind: 'forward' | 'backward_input', d: number): { family: string; entry: string; WG: number } {
+  if (rt.variants.layer_norm === 'subgroup') {
+    const WG = Math.max(rowWorkgroupSize(d), subgroupWorkgroupFloor(rt.gpu.report.subgroupMaxSize));
+    return { family: 'layer_norm_subgroup', entry: `layer_norm_subgroup_${kind}`, WG };
+  }
+  return { family: 'layer_norm', entry: `layer_norm_${kind}`, WG: rowWorkgroupSize(d) };
 }
 
 function floatDtype(t: Tensor, what: string): 'f32' | 'f16' {
@@ -35,13 +48,14 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number):
   const y = Tensor.empty(x.rt, x.shape, dtype, 'layer_norm');
   const mean = Tensor.empty(x.rt, [rows], 'f32', 'layer_norm.mean');
   const rstd = Tensor.empty(x.rt, [rows], 'f32', 'layer_norm.rstd');
+  const k = rowKernel(x.rt, 'forward', D);
   x.rt.dispatch(
-    { family: 'layer_norm', entry: 'layer_norm_forward', dtype, overrides: { WG: rowWorkgroupSize(D) } },
+    { family: k.family, entry: k.entry, dtype, overrides: { WG: k.WG } },
     {
       params: [rows, D, f32(eps)],
       bindings: [x.binding, weight.binding, bias.binding, y.binding, mean.binding, rstd.binding],
       workgroups: rows,
-      label: `layer_norm_forward[D=${D}]`,
+      label: `${k.entry}[D=${D}]`,
     },
   );
   return { y, mean, rstd };
@@ -74,13 +88,14 @@ export function layerNormBackward(
   checkVector(dbias, 'dbias', D, dtype, 'layerNormBackward');
   const dx = Tensor.empty(x.rt, x.shape, dtype, 'layer_norm.dx');
   const params = [rows, D, f32(0)];
+  const k = rowKernel(x.rt, 'backward_input', D);
   x.rt.dispatch(
-    { family: 'layer_norm', entry: 'layer_norm_backward_input', dtype, overrides: { WG: rowWorkgroupSize(D) } },
+    { family: k.family, entry: k.entry, dtype, overrides: { WG: k.WG } },
     {
       params,
       bindings: [x.binding, weight.binding, mean.binding, rstd.binding, dy.binding, dx.binding],
       workgroups: rows,
-      label: `layer_norm_backward_input[D=${D}]`,
+      label: `${k.entry}[D=${D}]`,
     },
   );
   const TX = 16;

@@ -1,7 +1,9 @@
 // Softmax over the last axis (attention probabilities, DAAM maps) and its backward.
-// Kernels: shaders/softmax.wgsl, one workgroup per row.
+// Kernels: shaders/softmax.wgsl, one workgroup per row; the forward's 'subgroup'
+// variant (rt.variants.softmax, gpu/variants.ts) is shaders/softmax_subgroup.wgsl.
 import { ShapeError } from '../gpu/errors.js';
 import { f32 } from '../gpu/params.js';
+import { subgroupWorkgroupFloor } from '../gpu/variants.js';
 import { Tensor } from '../tensor/tensor.js';
 
 /** Threads per row: about one per 4 elements, a power of two in [32, 256], so short
@@ -17,6 +19,14 @@ function workgroupSize(n: number): number {
 function vec4WorkgroupSize(n: number): number {
   let wg = 8;
   while (wg < 256 && wg * 64 < n) wg *= 2;
+  return wg;
+}
+
+/** Subgroup variant: about 8 elements per thread, a power of two from the adapter's
+ *  floor (gpu/variants.ts) up to 256; its reductions cost two barriers at any width. */
+function subgroupWorkgroupSize(n: number, floor: number): number {
+  let wg = floor;
+  while (wg < 256 && wg * 8 < n) wg *= 2;
   return wg;
 }
 
@@ -37,10 +47,19 @@ export function softmax(x: Tensor, scale = 1): Tensor {
   const { rows, n } = rowsOf(x, 'softmax');
   const y = Tensor.empty(x.rt, x.shape, dtype, 'softmax');
   const vec4 = dtype === 'f32' && n % 4 === 0;
+  const params = [rows, n, f32(scale)];
+  if (x.rt.variants.softmax === 'subgroup') {
+    const WG = subgroupWorkgroupSize(n, subgroupWorkgroupFloor(x.rt.gpu.report.subgroupMaxSize));
+    x.rt.dispatch(
+      { family: 'softmax_subgroup', entry: vec4 ? 'softmax_subgroup_forward_vec4' : 'softmax_subgroup_forward', dtype, overrides: { WG } },
+      { params, bindings: [x.binding, y.binding], workgroups: rows },
+    );
+    return y;
+  }
   const WG = vec4 ? vec4WorkgroupSize(n) : workgroupSize(n);
   x.rt.dispatch(
     { family: 'softmax', entry: vec4 ? 'softmax_forward_vec4' : 'softmax_forward', dtype, overrides: { WG } },
-    { params: [rows, n, f32(scale)], bindings: [x.binding, y.binding], workgroups: rows },
+    { params, bindings: [x.binding, y.binding], workgroups: rows },
   );
   return y;
 }

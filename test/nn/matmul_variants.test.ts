@@ -2,32 +2,19 @@
 // checked against the float64 reference: 'tiled' (shaders/matmul_tiled.wgsl), which a
 // hardware adapter runs, with every flag of the production matmul. Each case asserts
 // that the forced kernel is the one that ran.
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Runtime } from '../../src/gpu/runtime.js';
 import { linearBackward, matmul } from '../../src/nn/matmul.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { linearBackwardRef, matmulRef } from '../../src/ref/matmul.js';
 import { expectClose, randomArray, randomTensor, requireF16, runtime, TOL } from '../helpers.js';
+import { forced } from './forced.js';
 
 const LONG_K_TOL = 1e-4;
 
-/** Runs fn with the tiled variant forced and checks that its kernel recorded every matmul. */
-function tiled<R>(rt: Runtime, fn: () => R): R {
-  const entries: string[] = [];
-  const dispatch = rt.dispatch.bind(rt);
-  const spy = vi.spyOn(rt, 'dispatch').mockImplementation((spec, args) => {
-    entries.push(spec.entry);
-    dispatch(spec, args);
-  });
-  try {
-    return rt.variants.with({ matmul: 'tiled' }, fn);
-  } finally {
-    spy.mockRestore();
-    const products = entries.filter((e) => e.startsWith('matmul_') && e !== 'matmul_backward_bias');
-    expect(products.length).toBeGreaterThan(0);
-    expect(products.every((e) => e === 'matmul_tiled_forward'), products.join(',')).toBe(true);
-  }
-}
+/** Runs fn with the tiled variant forced; only its kernel may record a product. */
+const tiled = <R>(rt: Runtime, fn: () => R): R =>
+  forced(rt, { matmul: 'tiled' }, { watch: ['matmul_'], families: ['matmul_tiled'], except: ['matmul_backward_bias'] }, fn);
 
 describe('matmul variant tiled (forced)', () => {
   it('the software adapter keeps rows8 unless forced', async () => {
