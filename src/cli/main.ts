@@ -9,9 +9,11 @@ import { convertCommand } from './convert.js';
 import { datasetCommand } from './dataset.js';
 import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
+import { exportCommand } from './export.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
 import { parityCommand } from './parity.js';
+import { synthCommand } from './synth.js';
 import { trainCommand } from './train.js';
 
 export interface Command {
@@ -33,6 +35,8 @@ const commands: Record<string, Command> = {
   convert: convertCommand,
   eval: evalCommand,
   dataset: datasetCommand,
+  synth: synthCommand,
+  export: exportCommand,
 };
 
 function help(): string {
