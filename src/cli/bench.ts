@@ -1,4 +1,4 @@
-// `grounded-sd bench kernels|model|grounding`. kernels: every kernel benchmark case (src/bench/kernels) against
+// `grounded-sd bench kernels|model|grounding|layers`. kernels: every kernel benchmark case (src/bench/kernels) against
 // the adapter's roofline (probed in the same run) and tfjs-backend-webgpu on the same
 // adapter (a dev dependency: without it the table has no tfjs columns). Progress goes to
 // stderr, the table and the target summary to stdout.
@@ -10,6 +10,7 @@ import { runBench } from '../bench/run.js';
 import { debugFlags } from '../gpu/debug.js';
 import { Runtime } from '../gpu/runtime.js';
 import { benchGroundingCommand } from './bench_grounding.js';
+import { benchLayersCommand } from './bench_layers.js';
 import { benchModel, benchModelUsage } from './bench_model.js';
 import type { Command } from './main.js';
 
@@ -17,6 +18,7 @@ const USAGE = [
   'grounded-sd bench kernels [--json FILE] [--filter SUBSTR] [--reps N] [--trials N] [--no-peer] [--png FILE]',
   '       grounded-sd bench model --model sd15 --size S [--json FILE] [--warmup N] [--steps-only]',
   '       grounded-sd bench grounding [--json FILE] [--config sd1|tiny] [--classes N] [--reps N]',
+  '       grounded-sd bench layers --model sd15|tiny|PATH --size S [--backward] [--json FILE] [--markdown FILE] [--png FILE]',
 ].join('\n');
 
 function positiveInt(name: string, v: string | undefined): number | undefined {
@@ -27,7 +29,7 @@ function positiveInt(name: string, v: string | undefined): number | undefined {
 }
 
 export const benchCommand: Command = {
-  summary: 'benchmark kernels (vs roofline and tfjs), the SD 1.5 model stages, or the grounding module',
+  summary: 'benchmark kernels (vs roofline and tfjs), the SD 1.5 model stages, the grounding module, or every layer of every model',
   usage: `${USAGE}\n\n` + [
     '  --json FILE      rows as a JSON array; adapter and probe in FILE.meta.json',
     '  --filter SUBSTR  only cases whose "family op shape" contains SUBSTR',
@@ -41,6 +43,11 @@ export const benchCommand: Command = {
     if (argv[0] === 'grounding') {
       if (!help) return benchGroundingCommand.run(argv.slice(1));
       console.log(`${benchGroundingCommand.summary}\n\nusage: ${benchGroundingCommand.usage}`);
+      return 0;
+    }
+    if (argv[0] === 'layers') {
+      if (!help) return benchLayersCommand.run(argv.slice(1));
+      console.log(`${benchLayersCommand.summary}\n\nusage: ${benchLayersCommand.usage}`);
       return 0;
     }
     if (argv[0] === 'model') {

@@ -3,9 +3,12 @@
 // budget per submit is reached. Uniform parameters of all dispatches in one submit
 // share one uniform buffer, written with a single queue.writeBuffer before the submit
 // (queue order makes that safe across submits).
+// Wall-clock profiling (no timestamp-query) holds submits back instead, each with its
+// uniforms and with the uploads made between them, and replays them in order one at a
+// time, waiting for each: see replay().
 import { GpuError } from './errors.js';
 import type { PooledBuffer } from './pool.js';
-import type { Profiler } from './profiler.js';
+import type { DispatchInfo, Profiler } from './profiler.js';
 
 export interface BufferBinding {
   buffer: GPUBuffer;
@@ -19,6 +22,11 @@ const UNIFORM_CAPACITY = 1 << 18; // 256 KiB
 const UNIFORM_ALIGN = 256;
 const MAX_DISPATCHES_PER_SUBMIT = 2048;
 
+/** A held submit (with its uniform bytes and profiler segment) or a held upload. */
+type Held =
+  | { kind: 'submit'; commands: GPUCommandBuffer; uniforms: Uint8Array; segment: number }
+  | { kind: 'write'; buffer: GPUBuffer; offset: number; data: Uint8Array };
+
 export class Recorder {
   /** Incremented by every submit; recorded work belongs to the current epoch. */
   epoch = 0;
@@ -30,6 +38,7 @@ export class Recorder {
   private uniformUsed = 0;
   private uniformBuf: GPUBuffer;
   private dispatches = 0;
+  private held: Held[] = [];
 
   constructor(private device: GPUDevice, private profiler: Profiler | null) {
     this.uniformBuf = device.createBuffer({
@@ -37,6 +46,17 @@ export class Recorder {
       size: UNIFORM_CAPACITY,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
     });
+  }
+
+  /** Installs a profiler after construction (Runtime.useWallProfiler). */
+  attach(profiler: Profiler): void {
+    this.flush();
+    this.profiler = profiler;
+  }
+
+  /** Wall-clock profiling is on: submits are held for replay(). */
+  private get holding(): boolean {
+    return this.profiler !== null && !this.profiler.timestamps && (this.profiler.enabled || this.held.length > 0);
   }
 
   private enc(): GPUCommandEncoder {
@@ -57,13 +77,14 @@ export class Recorder {
     params: ArrayBuffer | null,
     buffers: BufferBinding[],
     grid: [number, number, number],
+    info: DispatchInfo | null = null,
   ): void {
     const paramBytes = params ? Math.ceil(params.byteLength / 16) * 16 : 0;
     const profiling = this.profiler?.enabled === true;
     if (
       this.uniformUsed + paramBytes > UNIFORM_CAPACITY ||
       this.dispatches >= MAX_DISPATCHES_PER_SUBMIT ||
-      (profiling && this.profiler?.full)
+      (profiling && this.profiler?.needsFlush)
     ) {
       this.flush();
     }
@@ -80,9 +101,10 @@ export class Recorder {
       entries.push({ binding: i + 1, resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } });
     });
     const bindGroup = this.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries });
-    if (profiling && this.profiler) {
+    const timestampWrites = profiling && this.profiler ? this.profiler.next(label, info) : null;
+    if (timestampWrites) {
       this.endPass();
-      const pass = this.enc().beginComputePass({ label, timestampWrites: this.profiler.next(label) });
+      const pass = this.enc().beginComputePass({ label, timestampWrites });
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, bindGroup);
       pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
@@ -112,17 +134,46 @@ export class Recorder {
   flush(): void {
     if (!this.encoder) return;
     this.endPass();
-    const after = this.profiler?.resolve(this.encoder) ?? null;
-    if (this.uniformUsed > 0) {
-      this.device.queue.writeBuffer(this.uniformBuf, 0, this.uniformCpu, 0, this.uniformUsed);
+    if (this.holding) {
+      const segment = this.profiler?.closeSegment() ?? -1;
+      this.held.push({ kind: 'submit', commands: this.encoder.finish(), uniforms: this.uniformCpu.slice(0, this.uniformUsed), segment });
+    } else {
+      const after = this.profiler?.resolve(this.encoder) ?? null;
+      if (this.uniformUsed > 0) {
+        this.device.queue.writeBuffer(this.uniformBuf, 0, this.uniformCpu, 0, this.uniformUsed);
+      }
+      this.device.queue.submit([this.encoder.finish()]);
+      after?.();
     }
-    this.device.queue.submit([this.encoder.finish()]);
-    after?.();
     this.encoder = null;
     this.uniformUsed = 0;
     this.dispatches = 0;
     this.epoch++;
     this.submits++;
+  }
+
+  /** queue.writeBuffer, or held in order with the submits while they are held. */
+  write(buffer: GPUBuffer, offset: number, data: Uint8Array): void {
+    if (this.holding) this.held.push({ kind: 'write', buffer, offset, data: data.slice() });
+    else this.device.queue.writeBuffer(buffer, offset, data);
+  }
+
+  /** Submits held work in order, one submit at a time, and gives the profiler each
+   *  submit's wall time (writing its uniforms, submit, until the queue is done). */
+  async replay(): Promise<void> {
+    const held = this.held;
+    this.held = [];
+    for (const h of held) {
+      if (h.kind === 'write') {
+        this.device.queue.writeBuffer(h.buffer, h.offset, h.data);
+        continue;
+      }
+      const t0 = performance.now();
+      if (h.uniforms.byteLength > 0) this.device.queue.writeBuffer(this.uniformBuf, 0, h.uniforms);
+      this.device.queue.submit([h.commands]);
+      await this.device.queue.onSubmittedWorkDone();
+      this.profiler?.segmentDone(h.segment, performance.now() - t0);
+    }
   }
 
   /** Copies `bytes` from a buffer into host memory, flushing recorded work first. */
@@ -135,6 +186,7 @@ export class Recorder {
     });
     this.copy(src, { buffer: staging }, size);
     this.flush();
+    await this.replay();
     try {
       await staging.mapAsync(GPUMapMode.READ);
     } catch (e) {

@@ -6,7 +6,7 @@ import { formatBytes, GpuError, LimitError } from './errors.js';
 import { packParams, type Param } from './params.js';
 import { PipelineCache, type KernelSpec } from './pipelines.js';
 import { BufferPool, type PooledBuffer } from './pool.js';
-import { Profiler } from './profiler.js';
+import { bindingSizes, Profiler, type DispatchInfo } from './profiler.js';
 import { Recorder, type BufferBinding } from './recorder.js';
 
 export interface DispatchArgs {
@@ -33,7 +33,7 @@ export class Runtime {
   readonly pool: BufferPool;
   readonly pipelines: PipelineCache;
   readonly recorder: Recorder;
-  readonly profiler: Profiler | null;
+  private prof: Profiler | null;
   private errors: string[] = [];
   private lost: string | null = null;
   private validate: boolean;
@@ -47,8 +47,8 @@ export class Runtime {
     this.limits = gpu.device.limits;
     this.pool = new BufferPool(this.device, this.limits.maxBufferSize, gpu.report.description);
     this.pipelines = new PipelineCache(this.device, gpu.hasF16);
-    this.profiler = gpu.hasTimestamps ? new Profiler(this.device) : null;
-    this.recorder = new Recorder(this.device, this.profiler);
+    this.prof = gpu.hasTimestamps ? new Profiler(this.device) : null;
+    this.recorder = new Recorder(this.device, this.prof);
     this.validate = debugFlags().validate;
     this.device.addEventListener('uncapturederror', (ev) => {
       this.errors.push((ev as GPUUncapturedErrorEvent).error.message);
@@ -60,6 +60,21 @@ export class Runtime {
 
   static async create(opts: DeviceOptions = {}): Promise<Runtime> {
     return new Runtime(await acquireGpu(opts));
+  }
+
+  /** The timestamp-query profiler (null without the feature, until useWallProfiler()). */
+  get profiler(): Profiler | null {
+    return this.prof;
+  }
+
+  /** The profiler, installing the wall-clock one (Profiler with timestamps false) when the
+   *  adapter has no timestamp-query. Check `timestamps` on the result. */
+  useWallProfiler(): Profiler {
+    if (!this.prof) {
+      this.prof = new Profiler(this.device, false);
+      this.recorder.attach(this.prof);
+    }
+    return this.prof;
   }
 
   get adapterName(): string {
@@ -84,7 +99,10 @@ export class Runtime {
 
   dispatch(spec: KernelSpec, args: DispatchArgs): void {
     this.checkHealth();
+    const profiling = this.prof?.enabled === true;
+    const t0 = profiling ? performance.now() : 0;
     const { pipeline, key } = this.pipelines.get(spec);
+    const pipelineMs = profiling ? performance.now() - t0 : 0;
     const label = args.label ?? key;
     const maxBind = this.limits.maxStorageBufferBindingSize;
     for (const b of args.bindings) {
@@ -102,7 +120,12 @@ export class Runtime {
     if (grid.some((g) => g === 0)) return;
     const params = args.params ? packParams(args.params) : null;
     if (this.validate) this.device.pushErrorScope('validation');
-    this.recorder.dispatch(pipeline, label, params, args.bindings, grid);
+    let info: DispatchInfo | null = null;
+    if (profiling && this.prof?.detail) {
+      const { family, entry, dtype, overrides } = spec;
+      info = { family, entry, dtype: dtype ?? 'f32', overrides: overrides ?? {}, params: args.params ?? [], ...bindingSizes(args.bindings), pipelineMs };
+    }
+    this.recorder.dispatch(pipeline, label, params, args.bindings, grid, info);
     if (this.validate) {
       this.scopeErrors.push(this.device.popErrorScope());
       this.scopeLabels.push(label);
@@ -114,11 +137,11 @@ export class Runtime {
     if (this.recorder.pendingOn(pb)) this.recorder.flush();
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const aligned = Math.floor(bytes.byteLength / 4) * 4;
-    if (aligned > 0) this.device.queue.writeBuffer(pb.buffer, byteOffset, bytes, 0, aligned);
+    if (aligned > 0) this.recorder.write(pb.buffer, byteOffset, bytes.subarray(0, aligned));
     if (aligned < bytes.byteLength) {
       const tail = new Uint8Array(4);
       tail.set(bytes.subarray(aligned));
-      this.device.queue.writeBuffer(pb.buffer, byteOffset + aligned, tail);
+      this.recorder.write(pb.buffer, byteOffset + aligned, tail);
     }
   }
 
@@ -133,6 +156,7 @@ export class Runtime {
   /** Submits recorded work and waits for the queue to drain. */
   async sync(): Promise<void> {
     this.recorder.flush();
+    await this.recorder.replay();
     await this.device.queue.onSubmittedWorkDone();
     await this.checkScopes();
     this.checkHealth();
@@ -164,7 +188,7 @@ export class Runtime {
 
   destroy(): void {
     this.recorder.flush();
-    this.profiler?.destroy();
+    this.prof?.destroy();
     this.recorder.destroy();
     this.pool.trim();
     this.gpu.release();

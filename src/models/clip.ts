@@ -11,6 +11,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { scope } from '../tensor/scope.js';
 import type { Runtime } from '../gpu/runtime.js';
 import { Linear } from './layers/linear.js';
+import { moduleScope, nameModules } from './layers/module_scope.js';
 import { LayerNorm } from './layers/norms.js';
 
 export interface CLIPTextConfig {
@@ -62,12 +63,14 @@ class CLIPAttention extends Module {
   }
   /** hiddenStates [B, L, D]; the causal mask hides later tokens. */
   forward(hiddenStates: Tensor, residual: Tensor): Tensor {
-    const q = this.q_proj.forward(hiddenStates);
-    const k = this.k_proj.forward(hiddenStates);
-    const v = this.v_proj.forward(hiddenStates);
-    const { out, lse } = attention(q, k, v, { heads: this.heads, causal: true });
-    lse.dispose();
-    return this.out_proj.forward(out, { residual });
+    return moduleScope(this, hiddenStates.rt, () => {
+      const q = this.q_proj.forward(hiddenStates);
+      const k = this.k_proj.forward(hiddenStates);
+      const v = this.v_proj.forward(hiddenStates);
+      const { out, lse } = attention(q, k, v, { heads: this.heads, causal: true });
+      lse.dispose();
+      return this.out_proj.forward(out, { residual });
+    });
   }
 }
 
@@ -80,7 +83,7 @@ class CLIPMLP extends Module {
     this.fc2 = new Linear(hidden, dim);
   }
   forward(x: Tensor, residual: Tensor): Tensor {
-    return this.fc2.forward(this.fc1.forward(x, { activation: this.act }), { residual });
+    return moduleScope(this, x.rt, () => this.fc2.forward(this.fc1.forward(x, { activation: this.act }), { residual }));
   }
 }
 
@@ -97,8 +100,10 @@ class CLIPEncoderLayer extends Module {
     this.layer_norm2 = new LayerNorm(c.hidden_size, c.layer_norm_eps);
   }
   forward(x: Tensor): Tensor {
-    const h = this.self_attn.forward(this.layer_norm1.forward(x), x);
-    return this.mlp.forward(this.layer_norm2.forward(h), h);
+    return moduleScope(this, x.rt, () => {
+      const h = this.self_attn.forward(this.layer_norm1.forward(x), x);
+      return this.mlp.forward(this.layer_norm2.forward(h), h);
+    });
   }
 }
 
@@ -155,6 +160,7 @@ export class CLIPTextModel extends Module {
     super();
     checkClipConfig(config);
     this.text_model = new CLIPTextTransformer(config);
+    nameModules(this);
   }
 
   /** ids: rows of token ids (each of length <= max_position_embeddings). */
@@ -172,9 +178,8 @@ export class CLIPTextModel extends Module {
       const tm = this.text_model;
       const idT = Tensor.from(rt, Int32Array.from(flat), [B, L], 'i32', 'input_ids');
       const posT = Tensor.from(rt, Int32Array.from({ length: L }, (_, i) => i), [1, L], 'i32', 'position_ids');
-      const tok = embedding(tm.embeddings.token_embedding.weight.t, idT);
-      const pos = embedding(tm.embeddings.position_embedding.weight.t, posT);
-      let x = add(tok, pos);
+      let x = moduleScope(tm.embeddings, rt, () =>
+        add(embedding(tm.embeddings.token_embedding.weight.t, idT), embedding(tm.embeddings.position_embedding.weight.t, posT)));
       const hidden: Tensor[] = [];
       if (opts.hiddenStates) hidden.push(x);
       for (const layer of tm.encoder.layers) {

@@ -13,6 +13,7 @@ import { softmax } from '../../nn/softmax.js';
 import { scope } from '../../tensor/scope.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { Linear } from './linear.js';
+import { moduleScope } from './module_scope.js';
 import { GroupNorm } from './norms.js';
 
 /** The fused attention kernel keeps a head in registers up to this size (nn/attention.ts). */
@@ -100,7 +101,7 @@ export class Attention extends Module {
     if ((x.shape.length !== 3 && x.shape.length !== 4) || C !== this.config.queryDim) {
       throw new ShapeError(`Attention: expects [B, L, ${this.config.queryDim}] or [B, ${this.config.queryDim}, H, W], got ${x.toString()}`);
     }
-    return x.shape.length === 4 ? this.forwardSpatial(x, opts) : this.forwardTokens(x, opts);
+    return moduleScope(this, x.rt, () => (x.shape.length === 4 ? this.forwardSpatial(x, opts) : this.forwardTokens(x, opts)));
   }
 
   private forwardTokens(x: Tensor, opts: AttentionRunOptions): Tensor {
@@ -119,7 +120,7 @@ export class Attention extends Module {
     return scope(() => {
       // Tokens are the columns of [B, C, L]: transA reads them as rows without a permute.
       const hs = (this.group_norm ? this.group_norm.forward(x) : x).reshape([B, C, L]);
-      const project = (lin: Linear) => matmul(hs, lin.weight.t, { transA: true, transB: true, bias: lin.bias?.t });
+      const project = (lin: Linear) => moduleScope(lin, x.rt, () => matmul(hs, lin.weight.t, { transA: true, transB: true, bias: lin.bias?.t }));
       const ehs = opts.encoderHiddenStates;
       const k = ehs ? this.to_k.forward(ehs) : project(this.to_k);
       const v = ehs ? this.to_v.forward(ehs) : project(this.to_v);
@@ -128,10 +129,10 @@ export class Attention extends Module {
       // is per row there, so it rides on the residual added in the epilogue.
       const out = this.to_out[0];
       const bias = out.bias?.t.reshape([1, C, 1]);
-      const product = (residual?: Tensor) => {
+      const product = (residual?: Tensor) => moduleScope(out, x.rt, () => {
         const y = matmul(out.weight.t, attn, { transB: true, residual: residual && bias ? add(residual, bias) : residual });
         return bias && !residual ? add(y, bias) : y;
-      };
+      });
       const skip = this.residualConnection ? x.reshape([B, C, L]) : undefined;
       return this.output(product, skip, opts.residual?.reshape([B, C, L])).reshape([B, C, H, W]);
     });

@@ -13,6 +13,7 @@ import { Module, Param } from '../../nn/module.js';
 import { pad2d, pasteInto2d, window2d, type Pads } from '../../nn/pad.js';
 import { scope } from '../../tensor/scope.js';
 import { BYTES, Tensor } from '../../tensor/tensor.js';
+import { moduleScope } from './module_scope.js';
 
 export interface BandedConvOptions {
   stride?: number;
@@ -112,6 +113,6 @@ export class Conv2d extends Module {
   /** x [B, in, H, W] -> [B, out, Ho, Wo], the epilogue fused. */
   forward(x: Tensor, opts: Conv2dRunOptions = {}): Tensor {
     const p = this.padding;
-    return conv2dBanded(x, this.weight.t, this.bias?.t, { ...opts, stride: this.stride, pads: opts.pads ?? [p, p, p, p] });
+    return moduleScope(this, x.rt, () => conv2dBanded(x, this.weight.t, this.bias?.t, { ...opts, stride: this.stride, pads: opts.pads ?? [p, p, p, p] }));
   }
 }

@@ -4,6 +4,7 @@ import type { Activation } from '../../nn/elementwise.js';
 import { matmul } from '../../nn/matmul.js';
 import { Module, Param } from '../../nn/module.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import { moduleScope } from './module_scope.js';
 
 export interface LinearOptions {
   /** torch's bias=True default; the UNet's to_q/to_k/to_v and the official Segmodule's
@@ -23,6 +24,6 @@ export class Linear extends Module {
   /** x [..., in] -> act(x W^T + b) + residual, [..., out]; one matmul with the bias,
    *  activation and residual in its epilogue. */
   forward(x: Tensor, opts: { activation?: Activation; residual?: Tensor } = {}): Tensor {
-    return matmul(x, this.weight.t, { transB: true, bias: this.bias?.t, ...opts });
+    return moduleScope(this, x.rt, () => matmul(x, this.weight.t, { transB: true, bias: this.bias?.t, ...opts }));
   }
 }

@@ -4,6 +4,7 @@ import { groupNorm } from '../../nn/group_norm.js';
 import { layerNorm } from '../../nn/layer_norm.js';
 import { Module, Param } from '../../nn/module.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import { moduleScope } from './module_scope.js';
 
 /** nn.LayerNorm(dim, eps) over the last axis: weight, bias [dim]. */
 export class LayerNorm extends Module {
@@ -17,7 +18,7 @@ export class LayerNorm extends Module {
   /** Inference: x [..., dim] -> same shape; the saved statistics are dropped (training
    *  code calls nn/layer_norm directly to keep them for the backward). */
   forward(x: Tensor): Tensor {
-    const { y, mean, rstd } = layerNorm(x, this.weight.t, this.bias.t, this.eps);
+    const { y, mean, rstd } = moduleScope(this, x.rt, () => layerNorm(x, this.weight.t, this.bias.t, this.eps));
     mean.dispose();
     rstd.dispose();
     return y;
@@ -36,6 +37,6 @@ export class GroupNorm extends Module {
   /** x [B, C, ...] -> same shape; 'silu' fuses the SiLU that always follows the norm in
    *  ResnetBlock2D and before conv_out. */
   forward(x: Tensor, activation: 'none' | 'silu' = 'none'): Tensor {
-    return groupNorm(x, this.groups, this.weight.t, this.bias.t, this.eps, activation);
+    return moduleScope(this, x.rt, () => groupNorm(x, this.groups, this.weight.t, this.bias.t, this.eps, activation));
   }
 }

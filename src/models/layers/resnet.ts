@@ -10,6 +10,7 @@ import { scope } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { Conv2d } from './conv.js';
 import { Linear } from './linear.js';
+import { moduleScope } from './module_scope.js';
 import { GroupNorm } from './norms.js';
 
 /** Test hook every convolution of a block passes down. */
@@ -59,13 +60,13 @@ export class ResnetBlock2D extends Module {
     if (!this.time_emb_proj !== !tembAct) {
       throw new InputError(`ResnetBlock2D: ${this.time_emb_proj ? 'built with temb_channels, so it needs a time embedding' : 'built with temb_channels=None, so it takes no time embedding'}`);
     }
-    return scope(() => {
+    return moduleScope(this, x.rt, () => scope(() => {
       const [B] = x.shape;
       let h = this.conv1.forward(this.norm1.forward(x, 'silu'), opts);
       if (this.time_emb_proj && tembAct) h = add(h, this.time_emb_proj.forward(tembAct).reshape([B, this.outChannels, 1, 1]));
       const shortcut = this.conv_shortcut ? this.conv_shortcut.forward(x, opts) : x;
       return this.conv2.forward(this.norm2.forward(h, 'silu'), { ...opts, residual: shortcut, outputScale: this.outputScaleFactor });
-    });
+    }));
   }
 }
 
@@ -79,7 +80,7 @@ export class Downsample2D extends Module {
     this.conv = new Conv2d(channels, channels, 3, { stride: 2, padding });
   }
   forward(x: Tensor, opts: ConvLimits = {}): Tensor {
-    return this.conv.forward(x, this.padding === 0 ? { ...opts, pads: [0, 1, 0, 1] } : opts);
+    return moduleScope(this, x.rt, () => this.conv.forward(x, this.padding === 0 ? { ...opts, pads: [0, 1, 0, 1] } : opts));
   }
 }
 
@@ -94,7 +95,7 @@ export class Upsample2D extends Module {
    *  odd-sized (diffusers' upsample_size). Nearest resize from H to 2H - 1 picks source
    *  row floor(i * H / (2H - 1)) = floor(i / 2), so it equals 2x upsampling cropped. */
   forward(x: Tensor, outputSize?: readonly [number, number], opts: ConvLimits = {}): Tensor {
-    return scope(() => {
+    return moduleScope(this, x.rt, () => scope(() => {
       let up = upsampleNearest2x(x);
       const [h, w] = outputSize ?? [up.shape[2], up.shape[3]];
       if (h !== up.shape[2] || w !== up.shape[3]) {
@@ -104,6 +105,6 @@ export class Upsample2D extends Module {
         up = window2d(up, 0, 0, h, w);
       }
       return this.conv.forward(up, opts);
-    });
+    }));
   }
 }

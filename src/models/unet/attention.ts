@@ -13,6 +13,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { Attention } from '../layers/attention.js';
 import { Conv2d } from '../layers/conv.js';
 import { Linear } from '../layers/linear.js';
+import { moduleScope } from '../layers/module_scope.js';
 import { GroupNorm, LayerNorm } from '../layers/norms.js';
 import type { ForwardContext } from './context.js';
 
@@ -24,7 +25,7 @@ export class GEGLU extends Module {
     this.proj = new Linear(dim, inner * 2);
   }
   forward(x: Tensor): Tensor {
-    return scope(() => geglu(this.proj.forward(x)));
+    return moduleScope(this, x.rt, () => scope(() => geglu(this.proj.forward(x))));
   }
 }
 
@@ -55,8 +56,8 @@ export class FeedForward extends Module {
     const rowBytes = 2 * inner * (x.dtype === 'f16' ? 2 : 4);
     const maxRows = Math.max(1, Math.floor(maxBindingBytes / rowBytes));
     const run = (xs: Tensor, res: Tensor) => scope(() => this.net['2'].forward(this.net['0'].forward(xs), { residual: res }));
-    if (rows <= maxRows) return run(x, residual);
-    return scope(() => {
+    if (rows <= maxRows) return moduleScope(this, x.rt, () => run(x, residual));
+    return moduleScope(this, x.rt, () => scope(() => {
       const x2 = x.reshape([rows, this.dim]);
       const r2 = residual.reshape([rows, this.dim]);
       const out = Tensor.empty(x.rt, [rows, this.dim], x.dtype, 'feed_forward');
@@ -65,7 +66,7 @@ export class FeedForward extends Module {
         scope(() => copyInto(out, run(slice(x2, 0, start, end), slice(r2, 0, start, end)), 0, start));
       }
       return out.reshape(x.shape);
-    });
+    }));
   }
 }
 
@@ -92,14 +93,14 @@ export class BasicTransformerBlock extends Module {
 
   /** hiddenStates [B, HW, dim]; `path` names attn2 for the probability maps. */
   forward(ctx: ForwardContext, hiddenStates: Tensor, path: string): Tensor {
-    return scope(() => {
+    return moduleScope(this, hiddenStates.rt, () => scope(() => {
       let h = this.attn1.forward(this.norm1.forward(hiddenStates), { residual: hiddenStates });
       const onProbs = ctx.crossAttention ? (p: Tensor) => ctx.recordProbs(`${path}.attn2`, p) : undefined;
       const sink = ctx.sink;
       const headProbs = sink?.wants(`${path}.attn2`) ? { rows: sink.rows, receive: (p: Tensor) => sink.receive(`${path}.attn2`, p) } : undefined;
       h = this.attn2.forward(this.norm2.forward(h), { encoderHiddenStates: ctx.encoderHiddenStates, residual: h, onProbs, headProbs });
       return this.ff.forward(this.norm3.forward(h), h);
-    });
+    }));
   }
 }
 
@@ -137,20 +138,22 @@ export class Transformer2DModel extends Module {
 
   /** x [B, C, H, W] -> same shape; `path` is this module's name (e.g. down_blocks.1.attentions.0). */
   forward(ctx: ForwardContext, x: Tensor, path: string): Tensor {
-    return scope(() => {
+    return moduleScope(this, x.rt, () => scope(() => {
       const [B, C, H, W] = x.shape;
       const inner = this.inner;
       const normed = this.norm.forward(x).reshape([B, C, H * W]);
       // [B, C, HW]^T [HW, C] x W^T [C, inner] -> [B, HW, inner] (the permute(0, 2, 3, 1)).
-      let h = matmul(normed, this.proj_in.weight.t.reshape([inner, C]), { transA: true, transB: true, bias: this.proj_in.bias?.t });
+      let h = moduleScope(this.proj_in, x.rt, () => matmul(normed, this.proj_in.weight.t.reshape([inner, C]), { transA: true, transB: true, bias: this.proj_in.bias?.t }));
       this.transformer_blocks.forEach((block, i) => {
         h = block.forward(ctx, h, `${path}.transformer_blocks.${i}`);
       });
       // W [C, inner] x h^T [inner, HW] -> [B, C, HW]: proj_out and the permute back in one
       // product. Its bias is per row here, so it rides on the residual instead.
-      const bias = this.proj_out.bias?.t.reshape([C, 1]);
-      const residual = bias ? add(x.reshape([B, C, H * W]), bias) : x.reshape([B, C, H * W]);
-      return matmul(this.proj_out.weight.t.reshape([C, inner]), h, { transB: true, residual }).reshape([B, C, H, W]);
-    });
+      return moduleScope(this.proj_out, x.rt, () => {
+        const bias = this.proj_out.bias?.t.reshape([C, 1]);
+        const residual = bias ? add(x.reshape([B, C, H * W]), bias) : x.reshape([B, C, H * W]);
+        return matmul(this.proj_out.weight.t.reshape([C, inner]), h, { transB: true, residual }).reshape([B, C, H, W]);
+      });
+    }));
   }
 }

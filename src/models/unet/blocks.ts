@@ -8,6 +8,7 @@ import { concat } from '../../nn/layout.js';
 import { Module } from '../../nn/module.js';
 import { scope } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import { moduleScope } from '../layers/module_scope.js';
 import { Downsample2D, ResnetBlock2D, Upsample2D } from '../layers/resnet.js';
 import { Transformer2DModel } from './attention.js';
 import type { ForwardContext } from './context.js';
@@ -48,6 +49,10 @@ abstract class DownBlockBase extends Module {
   abstract downsamplers?: [Downsample2D];
 
   forward(ctx: ForwardContext, x: Tensor, path: string): DownOutput {
+    return moduleScope(this, x.rt, () => this.run(ctx, x, path));
+  }
+
+  private run(ctx: ForwardContext, x: Tensor, path: string): DownOutput {
     const resSamples: Tensor[] = [];
     let h = x;
     this.resnets.forEach((resnet, i) => {
@@ -101,14 +106,14 @@ export class UNetMidBlock2DCrossAttn extends Module {
     this.attentions = transformers({ ...s, outChannels: ch }, a, s.layers);
   }
   forward(ctx: ForwardContext, x: Tensor, path: string): Tensor {
-    return scope(() => {
+    return moduleScope(this, x.rt, () => scope(() => {
       let h = this.resnets[0].forward(x, ctx.tembAct);
       this.attentions.forEach((attn, i) => {
         h = attn.forward(ctx, h, `${path}.attentions.${i}`);
         h = this.resnets[i + 1].forward(h, ctx.tembAct);
       });
       return h;
-    });
+    }));
   }
 }
 
@@ -137,6 +142,10 @@ abstract class UpBlockBase extends Module {
    *  first): each is freed once concatenated, unless it is a requested tap. */
   /** `upsampleSize`: spatial size of the next block's skips (odd sizes crop the 2x upsample). */
   forward(ctx: ForwardContext, x: Tensor, skips: Tensor[], path: string, upsampleSize?: readonly [number, number]): Tensor {
+    return moduleScope(this, x.rt, () => this.run(ctx, x, skips, path, upsampleSize));
+  }
+
+  private run(ctx: ForwardContext, x: Tensor, skips: Tensor[], path: string, upsampleSize?: readonly [number, number]): Tensor {
     if (skips.length !== this.resnets.length) throw new InputError(`${path}: expected ${this.resnets.length} skip tensors, got ${skips.length}`);
     let h = x;
     this.resnets.forEach((resnet, i) => {

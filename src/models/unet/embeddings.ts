@@ -6,6 +6,7 @@ import { timestepEmbedding } from '../../nn/timestep.js';
 import { scope } from '../../tensor/scope.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { Linear } from '../layers/linear.js';
+import { moduleScope } from '../layers/module_scope.js';
 
 /** get_timestep_embedding in float32, as torch computes it: timesteps [B] -> [B, dim].
  *  Integer timesteps (int64 in torch) convert to float32 exactly below 2^24. */
@@ -26,6 +27,6 @@ export class TimestepEmbedding extends Module {
   }
   /** tEmb [B, in] -> [B, timeEmbedDim]. */
   forward(tEmb: Tensor): Tensor {
-    return scope(() => this.linear_2.forward(this.linear_1.forward(tEmb, { activation: 'silu' })));
+    return moduleScope(this, tEmb.rt, () => scope(() => this.linear_2.forward(this.linear_1.forward(tEmb, { activation: 'silu' }))));
   }
 }

@@ -4,12 +4,14 @@
 // Taps expose intermediate outputs by the diffusers hook names and by the LDM block
 // names the grounding module reads (/work/shared/golden/grounding/README.md section 1).
 import { InputError, ShapeError } from '../../gpu/errors.js';
+import { withScope } from '../../gpu/profiler.js';
 import type { Runtime } from '../../gpu/runtime.js';
 import { silu, unary } from '../../nn/elementwise.js';
 import { Module } from '../../nn/module.js';
 import { scope } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { Conv2d } from '../layers/conv.js';
+import { nameModules } from '../layers/module_scope.js';
 import { GroupNorm } from '../layers/norms.js';
 import { CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D, type AttentionSpec } from './blocks.js';
 import { resolveUNetConfig, type ResolvedUNetConfig, type UNet2DConditionConfig } from './config.js';
@@ -89,6 +91,7 @@ export class UNet2DConditionModel extends Module {
     });
     this.conv_norm_out = new GroupNorm(c.groups, c.blockOut[0], c.eps);
     this.conv_out = new Conv2d(c.blockOut[0], c.outChannels, c.convOutKernel, { padding: (c.convOutKernel - 1) / 2 });
+    nameModules(this);
   }
 
   /** Every tap name this configuration produces. */
@@ -120,7 +123,8 @@ export class UNet2DConditionModel extends Module {
     const ts = timesteps.length === 1 ? Array<number>(B).fill(timesteps[0]) : timesteps;
 
     return scope(() => {
-      const emb = this.time_embedding.forward(timeProjection(rt, ts, c.timeProjDim, c.flipSinToCos, c.freqShift));
+      // time_proj: diffusers' Timesteps module (no weights), named as the profiler sees it.
+      const emb = this.time_embedding.forward(withScope(rt, 'time_proj', () => timeProjection(rt, ts, c.timeProjDim, c.flipSinToCos, c.freqShift)));
       const ctx = new ForwardContext(silu(emb), encoderHiddenStates, new Set(opts.taps ?? []), opts.crossAttentionProbs ?? false, opts.crossAttentionSink);
       ctx.tap('time_embedding', emb);
 

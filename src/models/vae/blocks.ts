@@ -6,6 +6,7 @@ import { Module } from '../../nn/module.js';
 import { scope } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { Attention } from '../layers/attention.js';
+import { moduleScope } from '../layers/module_scope.js';
 import { Downsample2D, ResnetBlock2D, Upsample2D } from '../layers/resnet.js';
 
 /** Options every block forward takes. */
@@ -36,10 +37,10 @@ export class UNetMidBlock2D extends Module {
     this.resnets = [resnet(channels, channels, groups), resnet(channels, channels, groups)];
   }
   forward(x: Tensor, opts: BlockOptions = {}): Tensor {
-    return scope(() => {
+    return moduleScope(this, x.rt, () => scope(() => {
       const h = this.resnets[0].forward(x, undefined, opts);
       return this.resnets[1].forward(this.attentions[0].forward(h, opts), undefined, opts);
-    });
+    }));
   }
 }
 
@@ -53,11 +54,11 @@ export class DownEncoderBlock2D extends Module {
     if (addDownsample) this.downsamplers = [new Downsample2D(outC, 0)];
   }
   forward(x: Tensor, opts: BlockOptions = {}): Tensor {
-    return scope(() => {
+    return moduleScope(this, x.rt, () => scope(() => {
       let h = x;
       for (const r of this.resnets) h = r.forward(h, undefined, opts);
       return this.downsamplers ? this.downsamplers[0].forward(h, opts) : h;
-    });
+    }));
   }
 }
 
@@ -71,10 +72,10 @@ export class UpDecoderBlock2D extends Module {
     if (addUpsample) this.upsamplers = [new Upsample2D(outC)];
   }
   forward(x: Tensor, opts: BlockOptions = {}): Tensor {
-    return scope(() => {
+    return moduleScope(this, x.rt, () => scope(() => {
       let h = x;
       for (const r of this.resnets) h = r.forward(h, undefined, opts);
       return this.upsamplers ? this.upsamplers[0].forward(h, undefined, opts) : h;
-    });
+    }));
   }
 }

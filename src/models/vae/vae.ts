@@ -13,6 +13,7 @@ import { Module } from '../../nn/module.js';
 import { scope } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { Conv2d } from '../layers/conv.js';
+import { moduleScope, nameModules } from '../layers/module_scope.js';
 import { GroupNorm } from '../layers/norms.js';
 import { DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D, VAE_EPS, type BlockOptions } from './blocks.js';
 import { vaeConfig, type AutoencoderKLConfig } from './config.js';
@@ -84,6 +85,9 @@ export class Encoder extends Module {
     return [...this.down_blocks.map((_, i) => `encoder.down_blocks.${i}`), 'encoder.mid_block'];
   }
   forward(x: Tensor, taps: Taps, opts: BlockOptions = {}): Tensor {
+    return moduleScope(this, x.rt, () => this.run(x, taps, opts));
+  }
+  private run(x: Tensor, taps: Taps, opts: BlockOptions): Tensor {
     let h = this.conv_in.forward(x, opts);
     const step = (name: string, f: (t: Tensor) => Tensor) => {
       const next = taps.record(name, f(h));
@@ -119,6 +123,9 @@ export class Decoder extends Module {
     return ['decoder.mid_block', ...this.up_blocks.map((_, i) => `decoder.up_blocks.${i}`)];
   }
   forward(z: Tensor, taps: Taps, opts: BlockOptions = {}): Tensor {
+    return moduleScope(this, z.rt, () => this.run(z, taps, opts));
+  }
+  private run(z: Tensor, taps: Taps, opts: BlockOptions): Tensor {
     let h = this.conv_in.forward(z, opts);
     const step = (name: string, f: (t: Tensor) => Tensor) => {
       const next = taps.record(name, f(h));
@@ -146,6 +153,7 @@ export class AutoencoderKL extends Module {
     this.decoder = new Decoder(this.config);
     this.quant_conv = new Conv2d(2 * lat, 2 * lat, 1);
     this.post_quant_conv = new Conv2d(lat, lat, 1);
+    nameModules(this);
   }
 
   /** Spatial factor between images and latents, 2^(number of blocks - 1). */
