@@ -11,6 +11,7 @@ import { openRegularFile, readAt } from './zip.js';
 import { SafetensorsFile, type SafeDType } from './safetensors.js';
 import { leaves, readTorchFile, sniff, stateDictOf } from './torch_file.js';
 import { FLOAT_DTYPES, ITEMSIZE, LazyTensor, bytesToF16, bytesToF32, numelOf, type TorchDType } from './torch_tensor.js';
+import { describeWeightNames } from './weight_kind.js';
 import type { TensorSource } from './weight_source.js';
 
 export { TorchPickleError, PyDict, PySet, isTuple } from './pickle.js';
@@ -110,8 +111,9 @@ function makeSource(path: string, format: CheckpointSource['format'], entries: M
     if (!e) throw new WeightError(`${description}: no tensor named '${name}' (the checkpoint has ${entries.size} tensors)`);
     return e;
   };
+  const looksLike = () => describeWeightNames([...entries.keys()]);
   return {
-    path, format, description: path, close,
+    path, format, description: path, looksLike, close,
     names: () => [...entries.keys()],
     shape: (name) => entry(name).shape,
     info: (name) => {
@@ -139,7 +141,7 @@ function makeSource(path: string, format: CheckpointSource['format'], entries: M
         return entry(n, description);
       };
       return {
-        description,
+        description, looksLike,
         names: () => [...table.keys()],
         shape: (name) => from(name).shape,
         load: (rt, name, dtype) => upload(rt, from(name), dtype, description),
