@@ -41,7 +41,9 @@ export { SD1_GROUNDING_CONFIG, type GroundingConfig } from './models/grounding/c
 export { groundingForward, type GroundingSample } from './models/grounding/forward.js';
 export { groundingBackward } from './models/grounding/backward.js';
 export { Adam, AdamW } from './nn/optim.js';
-export { StableDiffusion, SD15_CONFIGS, TINY_CONFIGS } from './models/sd.js';
+export { StableDiffusion, SD15_CONFIGS, TINY_CONFIGS, type SdLoadOptions } from './models/sd.js';
+export { checkModelDtype, MODEL_DTYPES, type ModelDtype } from './models/precision.js';
+export { cast } from './nn/cast.js';
 export { generate, type GenerateOptions, type GenerateResult } from './pipeline/generate.js';
 export { train, trainGrounding } from './pipeline/train/index.js';
 export { groundBatch, evaluateMIoU } from './pipeline/ground.js';

@@ -5,7 +5,8 @@
 import { parseArgs } from 'node:util';
 import { UsageError } from '../gpu/errors.js';
 import { Runtime } from '../gpu/runtime.js';
-import { joinNegativeValues, numberOption } from './args.js';
+import { MODEL_DTYPES } from '../models/precision.js';
+import { choiceOption, joinNegativeValues, numberOption } from './args.js';
 import { checkOutputs } from './grounded_generate.js';
 import { runGrounded, type GroundedRunSpec } from './grounded_run.js';
 import type { Command } from './main.js';
@@ -19,7 +20,7 @@ export const TINY_NOTICE =
   'the grounded chain writes, not what it finds. For real results give Stable Diffusion 1.x weights and the\n' +
   'grounding checkpoint: grounded-sd demo --model /path/to/sd15 --grounding /path/to/grounding.pth (see weights/README.md).';
 
-const USAGE = 'grounded-sd demo [--out out/demo] [--model tiny|PATH] [--grounding CKPT] [--tokenizer DIR] [--prompt TEXT] [--steps N] [--seed S]';
+const USAGE = 'grounded-sd demo [--out out/demo] [--model tiny|PATH] [--grounding CKPT] [--tokenizer DIR] [--prompt TEXT] [--steps N] [--seed S] [--dtype f32|f16]';
 
 export const demoCommand: Command = {
   summary: 'grounded generation end to end (image, masks, DAAM maps, overlay, result.json); tiny random model by default',
@@ -29,13 +30,14 @@ export const demoCommand: Command = {
     '  --grounding CKPT  the grounding checkpoint (needed with --model PATH; tiny: a random module)',
     `  --prompt TEXT     default "${DEMO_PROMPT}"`,
     `  --steps N         default ${TINY_DEMO_STEPS} with the tiny model, 50 (the official setting) otherwise`,
+    '  --dtype f32|f16   precision of the SD models (default f32; f16 needs the adapter\'s shader-f16)',
   ].join('\n'),
   async run(argv) {
     const { values } = parseArgs({
       args: joinNegativeValues(argv, ['steps', 'seed']),
       options: {
         out: { type: 'string' }, model: { type: 'string' }, grounding: { type: 'string' }, tokenizer: { type: 'string' },
-        prompt: { type: 'string' }, steps: { type: 'string' }, seed: { type: 'string' },
+        prompt: { type: 'string' }, steps: { type: 'string' }, seed: { type: 'string' }, dtype: { type: 'string' },
       },
       strict: true,
     });
@@ -54,6 +56,7 @@ export const demoCommand: Command = {
       seed: numberOption('seed', values.seed, 0, { integer: true, min: 0, max: 0xffffffff }),
       batch: 1, batchNorm: 'official', threshold: 0.5,
       out: values.out ?? 'out/demo',
+      dtype: choiceOption('dtype', values.dtype, MODEL_DTYPES) ?? 'f32',
     };
     checkOutputs(spec);
     const rt = await Runtime.create();

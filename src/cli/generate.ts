@@ -11,6 +11,7 @@ import { Runtime } from '../gpu/runtime.js';
 import { chwToRgba, writePng } from '../io/png.js';
 import { checkWritable } from '../io/writable.js';
 import { CLIPTextModel } from '../models/clip.js';
+import { MODEL_DTYPES } from '../models/precision.js';
 import type { SchedulerName } from '../models/schedulers/index.js';
 import { StableDiffusion } from '../models/sd.js';
 import { UNet2DConditionModel } from '../models/unet/index.js';
@@ -25,7 +26,7 @@ import type { Command } from './main.js';
 const USAGE =
   'grounded-sd generate --model PATH|tiny --prompt TEXT [--negative TEXT] [--steps 50] [--guidance 7.5] [--seed 0]\n' +
   '                     [--size 512 | --height H --width W] [--batch 1] [--scheduler ddim|pndm|euler|dpm++2m]\n' +
-  '                     [--tokenizer DIR] [--out out/] [--f16]';
+  '                     [--tokenizer DIR] [--out out/] [--dtype f32|f16]';
 
 const SCHEDULERS: SchedulerName[] = ['ddim', 'pndm', 'euler', 'dpm++2m'];
 
@@ -66,7 +67,8 @@ export const generateCommand: Command = {
     '  --size N          square images (default 512; 64 with --model tiny); --height/--width for other shapes',
     '  --scheduler NAME  default: the model\'s scheduler config (PNDM for SD 1.5)',
     '  --out DIR         where <seed>_<row>.png files go (default out/)',
-    '  --f16             f16 weights: refused for now (the norm kernels take f32 weights only)',
+    '  --dtype f32|f16   precision of the models (default f32); f16 halves weight and activation memory and needs',
+    '                    the adapter\'s shader-f16 (accumulation, norm statistics, softmax and the scheduler stay f32)',
     GROUNDED_HELP,
   ].join('\n'),
   async run(argv) {
@@ -88,7 +90,7 @@ export const generateCommand: Command = {
         batch: { type: 'string' },
         scheduler: { type: 'string' },
         out: { type: 'string' },
-        f16: { type: 'boolean' },
+        dtype: { type: 'string' },
       },
     });
     if (!values.prompt) throw new UsageError('--prompt is required');
@@ -103,10 +105,7 @@ export const generateCommand: Command = {
     const seed = numberOption('seed', values.seed, 0, NUMERIC.seed);
     const batchSize = numberOption('batch', values.batch, 1, NUMERIC.batch);
     const guidanceScale = numberOption('guidance', values.guidance, 7.5, NUMERIC.guidance);
-    // Storing weights in f16 needs every model kernel to accept them; layer_norm and
-    // group_norm take f32 weights only, so refuse clearly instead of failing mid-load.
-    if (values.f16) throw new UsageError('--f16 is not available yet: the layer_norm/group_norm kernels take f32 weights only; run without --f16');
-    const dtype = 'f32';
+    const dtype = choiceOption('dtype', values.dtype, MODEL_DTYPES) ?? 'f32';
     // Every output must be creatable before minutes of sampling, not after.
     const outDir = values.out ?? 'out';
     const paths = Array.from({ length: batchSize }, (_, b) => join(outDir, `${seed}_${b}.png`));

@@ -9,6 +9,7 @@ import { UsageError } from '../gpu/errors.js';
 import { Runtime } from '../gpu/runtime.js';
 import { checkWritable } from '../io/writable.js';
 import { uniqueFileNames } from '../io/render/names.js';
+import { MODEL_DTYPES } from '../models/precision.js';
 import type { SchedulerName } from '../models/schedulers/index.js';
 import { classesFromPrompt } from '../pipeline/grounded.js';
 import { promptWords } from '../pipeline/daam_generate.js';
@@ -18,7 +19,8 @@ import { runGrounded, type GroundedRunSpec } from './grounded_run.js';
 export const GROUNDED_USAGE =
   'grounded-sd generate --model PATH|tiny (--grounding CKPT|tiny [--classes a,b] | --daam) --prompt TEXT [--daam]\n' +
   '                     [--negative TEXT] [--steps 50] [--guidance 7.5] [--seed 0] [--batch 1] [--size N]\n' +
-  '                     [--feature-step T] [--bn official|eval] [--threshold 0.5] [--scheduler NAME] [--tokenizer DIR] [--out out/]';
+  '                     [--feature-step T] [--bn official|eval] [--threshold 0.5] [--scheduler NAME] [--tokenizer DIR] [--out out/]\n' +
+  '                     [--dtype f32|f16]';
 
 export const GROUNDED_HELP = [
   '  --grounding CKPT  grounding module: the official checkpoint (.pth, or converted to .safetensors) or one from',
@@ -29,6 +31,7 @@ export const GROUNDED_HELP = [
   "  --bn MODE         the module's BatchNorm: official (batch statistics, as the official test.py) or eval",
   '  --threshold P     mask = sigmoid(logit) > P (default 0.5)',
   '  --out DIR         one folder per image: DIR/<seed>_<index>/ (image.png, masks/, overlay.png, heatmaps/, result.json)',
+  '  --dtype f32|f16   precision of the SD models (f16 needs shader-f16); the grounding module runs in f32 either way',
 ].join('\n');
 
 const SCHEDULERS: SchedulerName[] = ['ddim', 'pndm', 'euler', 'dpm++2m'];
@@ -55,7 +58,7 @@ const OPTIONS = {
   prompt: { type: 'string' }, negative: { type: 'string' }, steps: { type: 'string' }, guidance: { type: 'string' }, seed: { type: 'string' },
   batch: { type: 'string' }, size: { type: 'string' }, height: { type: 'string' }, width: { type: 'string' }, 'feature-step': { type: 'string' },
   bn: { type: 'string' }, threshold: { type: 'string' }, scheduler: { type: 'string' }, tokenizer: { type: 'string' }, out: { type: 'string' },
-  f16: { type: 'boolean' },
+  dtype: { type: 'string' },
 } as const;
 
 function side(name: string, raw: string | undefined): number | undefined {
@@ -76,7 +79,6 @@ export function parseGroundedArgs(argv: string[]): GroundedRunSpec {
   if (values.grounding === 'tiny' && model !== 'tiny') {
     throw new UsageError('--grounding tiny is a random module for --model tiny only; give a grounding checkpoint trained for this model (see weights/README.md)');
   }
-  if (values.f16) throw new UsageError('--f16 is not available yet: the layer_norm/group_norm kernels take f32 weights only; run without --f16');
   const grounding = values.grounding ?? null;
   if (!grounding && values.classes !== undefined) throw new UsageError('--classes needs --grounding (DAAM maps every prompt word)');
   for (const k of ['feature-step', 'bn', 'threshold'] as const) if (!grounding && values[k] !== undefined) throw new UsageError(`--${k} needs --grounding`);
@@ -103,6 +105,7 @@ export function parseGroundedArgs(argv: string[]): GroundedRunSpec {
     threshold,
     scheduler: choiceOption('scheduler', values.scheduler, SCHEDULERS),
     out: values.out ?? 'out',
+    dtype: choiceOption('dtype', values.dtype, MODEL_DTYPES) ?? 'f32',
   };
   return spec;
 }

@@ -13,6 +13,7 @@ import { writeResultFolder, type FolderImage, type FolderRecord } from '../io/re
 import { openSdWeights } from '../io/sd_weights.js';
 import type { GroundingConfig } from '../models/grounding/config.js';
 import type { Segmodule } from '../models/grounding/segmodule.js';
+import type { ModelDtype } from '../models/precision.js';
 import type { SchedulerName } from '../models/schedulers/index.js';
 import { StableDiffusion } from '../models/sd.js';
 import { disposeParams } from '../nn/module.js';
@@ -44,6 +45,8 @@ export interface GroundedRunSpec {
   threshold: number;
   scheduler?: SchedulerName;
   out: string;
+  /** Precision of the SD models (default f32); the grounding module runs in f32. */
+  dtype?: ModelDtype;
 }
 
 export const TINY_WEIGHTS = 'random (built-in tiny model)';
@@ -113,14 +116,16 @@ export async function runGrounded(rt: Runtime, spec: GroundedRunSpec, write: (s:
   const t0 = performance.now();
   const limits = deviceLimits(rt);
   const sizeOf = (sampleSize: number | null | undefined, f: number) => ({ height: spec.height ?? (sampleSize ?? 64) * f, width: spec.width ?? (sampleSize ?? 64) * f, batchSize: spec.batch });
+  const dtype = spec.dtype ?? 'f32';
   let sd: StableDiffusion;
   if (tiny) {
-    sd = StableDiffusion.random(rt, BUILTIN_TINY_CONFIGS, 0);
+    sd = StableDiffusion.random(rt, BUILTIN_TINY_CONFIGS, 0, { dtype });
   } else {
     if (!existsSync(spec.model)) throw new InputError(`--model ${spec.model} does not exist; give a diffusers folder or a single-file checkpoint, or --model tiny`);
     sd = await StableDiffusion.load(rt, spec.model, {
+      dtype,
       tokenizerDir: spec.tokenizer,
-      beforeWeights: (m) => checkGenerationSize(generationModel(m), sizeOf(m.unet.config.sample_size, m.vae.scaleFactor), limits),
+      beforeWeights: (m) => checkGenerationSize(generationModel(m, dtype), sizeOf(m.unet.config.sample_size, m.vae.scaleFactor), limits),
     });
   }
   let seg: Segmodule | undefined;
@@ -167,7 +172,7 @@ export async function runGrounded(rt: Runtime, spec: GroundedRunSpec, write: (s:
     const g = 'featureStep' in s ? s : null;
     const settings = {
       mode: seg ? 'grounded' : 'daam', steps: s.steps, guidance_scale: s.guidanceScale, scheduler: s.scheduler, timesteps: s.timesteps,
-      height: run.height, width: run.width, batch: s.batch, dtype: 'f32',
+      height: run.height, width: run.width, batch: s.batch, dtype: sd.dtype,
       feature_step: g?.featureStep ?? null, feature_step_index: g?.featureStepIndex ?? null, batch_norm: g?.batchNorm ?? null, threshold: g?.threshold ?? null,
       daam: seg ? (g?.daam ?? false) : true, daam_words: g ? (g.daam ? g.daamWords : []) : 'words' in s ? s.words : [], daam_threshold: g ? g.daamThreshold : 'threshold' in s ? s.threshold : null,
     };

@@ -4,6 +4,7 @@
 // at argmax(ids), transformers' legacy path that SD 1.x encoders take).
 import { ShapeError } from '../gpu/errors.js';
 import { attention } from '../nn/attention.js';
+import { cast } from '../nn/cast.js';
 import { add, unary } from '../nn/elementwise.js';
 import { embedding } from '../nn/embedding.js';
 import { Module, Param } from '../nn/module.js';
@@ -13,6 +14,7 @@ import type { Runtime } from '../gpu/runtime.js';
 import { Linear } from './layers/linear.js';
 import { moduleScope, nameModules } from './layers/module_scope.js';
 import { LayerNorm } from './layers/norms.js';
+import { paramDtype } from './precision.js';
 
 export interface CLIPTextConfig {
   vocab_size: number;
@@ -145,6 +147,7 @@ class CLIPTextTransformer extends Module {
   }
 }
 
+/** Every output is f32, also when the weights are f16 (the model runs in their dtype). */
 export interface CLIPTextOutput {
   /** [B, L, D] after the final layer norm. */
   lastHiddenState: Tensor;
@@ -178,19 +181,21 @@ export class CLIPTextModel extends Module {
       const tm = this.text_model;
       const idT = Tensor.from(rt, Int32Array.from(flat), [B, L], 'i32', 'input_ids');
       const posT = Tensor.from(rt, Int32Array.from({ length: L }, (_, i) => i), [1, L], 'i32', 'position_ids');
+      // The lookups widen to f32 and sum there; the layers run in the weights' dtype.
+      const dtype = paramDtype(tm.embeddings.token_embedding.weight);
       let x = moduleScope(tm.embeddings, rt, () =>
-        add(embedding(tm.embeddings.token_embedding.weight.t, idT), embedding(tm.embeddings.position_embedding.weight.t, posT)));
+        cast(add(embedding(tm.embeddings.token_embedding.weight.t, idT), embedding(tm.embeddings.position_embedding.weight.t, posT)), dtype));
       const hidden: Tensor[] = [];
       if (opts.hiddenStates) hidden.push(x);
       for (const layer of tm.encoder.layers) {
         x = layer.forward(x);
         if (opts.hiddenStates) hidden.push(x);
       }
-      const last = tm.final_layer_norm.forward(x);
+      const last = cast(tm.final_layer_norm.forward(x), 'f32');
       // Legacy pooling: the first position of the largest id (EOS) in each row.
       const rows = ids.map((r, b) => b * L + r.indexOf(Math.max(...r)));
       const pooled = embedding(last.reshape([B * L, c.hidden_size]), Tensor.from(rt, Int32Array.from(rows), [B], 'i32', 'pooled_index'));
-      return { lastHiddenState: last, pooled, hiddenStates: opts.hiddenStates ? hidden : undefined };
+      return { lastHiddenState: last, pooled, hiddenStates: opts.hiddenStates ? hidden.map((h) => cast(h, 'f32')) : undefined };
     });
   }
 }

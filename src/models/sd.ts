@@ -10,9 +10,11 @@ import type { Runtime } from '../gpu/runtime.js';
 import { checkTokenizerFolder, openSdWeights } from '../io/sd_weights.js';
 import { CLIPTokenizer } from '../io/tokenizer.js';
 import { disposeParams, loadWeights, Module, namedParams } from '../nn/module.js';
+import { f32ToF16Array } from '../tensor/f16.js';
 import { lowbias32 } from '../tensor/hash.js';
 import { Tensor } from '../tensor/tensor.js';
 import { CLIPTextModel, SD15_TEXT_CONFIG, type CLIPTextConfig } from './clip.js';
+import { checkModelDtype, paramDtype, type ModelDtype } from './precision.js';
 import { schedulerNameForClass, type SchedulerName } from './schedulers/index.js';
 import { SD15_UNET_CONFIG, UNet2DConditionModel, type UNet2DConditionConfig } from './unet/index.js';
 import { AutoencoderKL } from './vae/vae.js';
@@ -93,8 +95,9 @@ function hashString(s: string): number {
  *  +-1/sqrt(fan_in) (PyTorch's default Linear/Conv init bound), 1-D `weight`s (norm
  *  scales) 1, biases and embeddings uniform in +-0.02. Element i of a parameter is a hash
  *  of (seed, parameter name, i), so values do not depend on load order; the host fills
- *  chunks of 4M values and uploads them, about as fast as reading a file. */
-export function initRandomWeights(rt: Runtime, root: Module, seed: number, dtype: 'f32' | 'f16' = 'f32'): void {
+ *  chunks of 4M values and uploads them, about as fast as reading a file. f16 weights are
+ *  the f32 values rounded to nearest, so an f16 model is the f32 one stored in f16. */
+export function initRandomWeights(rt: Runtime, root: Module, seed: number, dtype: ModelDtype = 'f32'): void {
   const CHUNK = 1 << 22;
   const buf = new Float32Array(CHUNK);
   for (const [name, p] of namedParams(root)) {
@@ -109,30 +112,17 @@ export function initRandomWeights(rt: Runtime, root: Module, seed: number, dtype
       const out = buf.subarray(0, count);
       if (isNormScale) out.fill(1);
       else for (let i = 0; i < count; i++) out[i] = (lowbias32((key + start + i) >>> 0) * (2 / 4294967296) - 1) * bound;
-      t.write(dtype === 'f32' ? out : toHalf(out), start);
+      t.write(dtype === 'f32' ? out : f32ToF16Array(out), start);
     }
     p.set(t);
   }
 }
 
-function toHalf(x: Float32Array): Uint16Array {
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  const out = new Uint16Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    f[0] = x[i];
-    const b = u[0];
-    const sign = (b >>> 16) & 0x8000;
-    const e = ((b >>> 23) & 0xff) - 112;
-    // Values here are small and finite: flush what underflows the f16 normal range.
-    out[i] = e <= 0 ? sign : e >= 31 ? sign | 0x7bff : sign | (e << 10) | ((b >>> 13) & 0x3ff);
-  }
-  return out;
-}
-
 export interface SdLoadOptions {
-  /** Weight storage precision on the GPU (default f32). */
-  dtype?: 'f32' | 'f16';
+  /** The dtype the three models run in (models/precision.ts): f16 stores weights and
+   *  activations in f16 (accumulation, norm statistics, softmax and the scheduler stay
+   *  f32) and needs the adapter's shader-f16. Default f32. */
+  dtype?: ModelDtype;
   /** Prefer *.fp16.safetensors in a diffusers folder. */
   variant?: 'fp16';
   /** Configs that replace the folder's or the SD 1.5 defaults (single files have none). */
@@ -171,6 +161,8 @@ export class StableDiffusion {
    *  three models are built (checking their configs) before any weight is read, and
    *  `beforeWeights` sees them then: the place for checks that need the configs only. */
   static async load(rt: Runtime, path: string, opts: SdLoadOptions = {}): Promise<StableDiffusion> {
+    const dtype = opts.dtype ?? 'f32';
+    checkModelDtype(rt, dtype, 'StableDiffusion.load');
     const w = await openSdWeights(path, { variant: opts.variant });
     const parts: Module[] = [];
     try {
@@ -190,7 +182,6 @@ export class StableDiffusion {
       opts.beforeWeights?.({ textEncoder, unet, vae });
       if (!opts.tokenizer && opts.tokenizerDir) checkTokenizerFolder(opts.tokenizerDir);
       const tokenizer = opts.tokenizer ?? (await CLIPTokenizer.fromFolder(tokDir as string));
-      const dtype = opts.dtype ?? 'f32';
       parts.push(textEncoder);
       // Older transformers exports keep the constant position_ids buffer; it is not a weight.
       await loadWeights(rt, textEncoder, w.sources.text_encoder, { dtype, ignore: (n) => n.endsWith('embeddings.position_ids') });
@@ -210,16 +201,22 @@ export class StableDiffusion {
   /** An SD with deterministic random weights (`seed`) for the given configs: the real SD
    *  1.5 architecture for benchmarks (SD15_CONFIGS) or TINY_CONFIGS for CI. Without a
    *  tokenizer, prompts are hashed into the text encoder's vocabulary. */
-  static random(rt: Runtime, configs: SdConfigs, seed = 0, opts: { dtype?: 'f32' | 'f16'; tokenizer?: PromptTokenizer } = {}): StableDiffusion {
+  static random(rt: Runtime, configs: SdConfigs, seed = 0, opts: { dtype?: ModelDtype; tokenizer?: PromptTokenizer } = {}): StableDiffusion {
+    const dtype = opts.dtype ?? 'f32';
+    checkModelDtype(rt, dtype, 'StableDiffusion.random');
     const textEncoder = new CLIPTextModel(configs.text_encoder);
     const unet = new UNet2DConditionModel(configs.unet);
     const vae = new AutoencoderKL(configs.vae);
-    const dtype = opts.dtype ?? 'f32';
     initRandomWeights(rt, textEncoder, seed, dtype);
     initRandomWeights(rt, unet, seed + 1, dtype);
     initRandomWeights(rt, vae, seed + 2, dtype);
     const tokenizer = opts.tokenizer ?? new HashTokenizer(configs.text_encoder.vocab_size, configs.text_encoder.max_position_embeddings);
     return new StableDiffusion(rt, tokenizer, textEncoder, unet, vae, configs.scheduler);
+  }
+
+  /** The dtype the models run in (their weights'; inputs and outputs are f32 either way). */
+  get dtype(): ModelDtype {
+    return paramDtype(this.unet.conv_in.weight);
   }
 
   /** The scheduler named by the config's _class_name (diffusers' default for the model). */

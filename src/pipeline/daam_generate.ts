@@ -80,7 +80,7 @@ export async function generateWithDaam(sd: StableDiffusion, o: DaamGenerateOptio
   if (!Number.isInteger(s.batch) || s.batch < 1) bad.push(`batch ${s.batch} must be a positive integer`);
   if (!(s.threshold >= 0 && s.threshold < 1)) bad.push(`threshold ${s.threshold} must be in [0, 1)`);
   if (bad.length) throw new InputError(`generateWithDaam: ${bad.join('; ')}`);
-  checkGenerationSize(generationModel({ unet: sd.unet, vae: sd.vae, textEncoder: sd.textEncoder }), { height: s.height, width: s.width, batchSize: s.batch }, deviceLimits(rt));
+  checkGenerationSize(generationModel({ unet: sd.unet, vae: sd.vae, textEncoder: sd.textEncoder }, sd.dtype), { height: s.height, width: s.width, batchSize: s.batch }, deviceLimits(rt));
 
   const warnings: string[] = [];
   const window = sd.textEncoder.config.max_position_embeddings;

@@ -59,7 +59,7 @@ function checkOptions(sd: StableDiffusion, o: GenerateOptions): void {
   // Sizes against the VAE factor, the adapter's limits and a memory estimate, before
   // the first allocation.
   const size = { height: o.height, width: o.width, batchSize: o.batchSize ?? 1 };
-  checkGenerationSize(generationModel({ unet: sd.unet, vae: sd.vae, textEncoder: sd.textEncoder }), size, deviceLimits(sd.rt));
+  checkGenerationSize(generationModel({ unet: sd.unet, vae: sd.vae, textEncoder: sd.textEncoder }, sd.dtype), size, deviceLimits(sd.rt));
 }
 
 /** Runs the sampling loop; the caller owns (and disposes) the returned tensors. */

@@ -47,6 +47,7 @@ describe('generate: numeric options are range-checked', () => {
     await usage(['--size', '50'], "--size must be a multiple of 8 (the VAE's 8x downsampling), got 50; try 48");
     await usage(['--width', '4'], '--width must be >= 8, got 4');
     await usage(['--scheduler', 'plms'], "--scheduler must be one of ddim, pndm, euler, dpm++2m, got 'plms'");
+    await usage(['--dtype', 'bf16'], "--dtype must be one of f32, f16, got 'bf16'");
   });
 });
 
@@ -95,5 +96,22 @@ describe('generate: outputs are checked before any work', () => {
     expect(r.out).toEqual([join(out, '3_0.png')]);
     const png = decodePng(readFileSync(r.out[0]));
     expect([png.width, png.height]).toEqual([16, 16]);
+  });
+
+  it('--dtype f16 writes the f32 run\'s picture up to f16 rounding', async () => {
+    const run = async (dtype: string) => {
+      const out = join(tmp, `dtype-${dtype}`);
+      const r = await capture(() => main(['generate', '--tiny', '--prompt', 'a red cube', '--steps', '2', '--size', '16', '--seed', '4', '--dtype', dtype, '--out', out]));
+      expect(r.err).toEqual([]);
+      expect(r.code).toBe(0);
+      return decodePng(readFileSync(join(out, '4_0.png')));
+    };
+    const [a, b] = [await run('f32'), await run('f16')];
+    expect([b.width, b.height]).toEqual([16, 16]);
+    // The grounded chain's f16 bound (test/models/f16.test.ts): 2^-6 of the [0, 1] range,
+    // 4 of 255 levels.
+    let worst = 0;
+    for (let i = 0; i < a.rgba.length; i++) worst = Math.max(worst, Math.abs(a.rgba[i] - b.rgba[i]));
+    expect(worst).toBeLessThanOrEqual(4);
   });
 });

@@ -19,6 +19,7 @@ import { InputError, ShapeError } from '../../gpu/errors.js';
 import { withScope } from '../../gpu/profiler.js';
 import { attention } from '../../nn/attention.js';
 import { batchNorm } from '../../nn/batch_norm.js';
+import { cast } from '../../nn/cast.js';
 import { conv2d } from '../../nn/conv2d.js';
 import { relu } from '../../nn/elementwise.js';
 import { layerNorm } from '../../nn/layer_norm.js';
@@ -85,7 +86,10 @@ export interface GroundingForward {
   tapes?: ImageTape[];
 }
 
-/** y [1, O, s, s] = W [O, sum C_i] applied to the channel concat of interp(x_i, s). */
+/** y [1, O, s, s] = W [O, sum C_i] applied to the channel concat of interp(x_i, s). The
+ *  module runs in f32 (batch statistics, the spectral norm's power iteration and the mask
+ *  threshold are precision-sensitive, and its weights are small); the features of an f16
+ *  UNet are widened one at a time as they are consumed, so they stay f16 in memory. */
 export function projectGroup(p: Conv2d, xs: Tensor[], size: number, what: string): Tensor {
   const w2 = p.weight.t.reshape([p.outChannels, p.inChannels]);
   let at = 0;
@@ -94,7 +98,8 @@ export function projectGroup(p: Conv2d, xs: Tensor[], size: number, what: string
     if (x.shape.length !== 4 || x.shape[0] !== 1) throw new ShapeError(`${what}: features must be [1, C, H, W], got [${x.shape}]`);
     const ci = x.shape[1];
     if (at + ci > p.inChannels) throw new ShapeError(`${what}: features have more than the ${p.inChannels} channels the projection takes`);
-    const xi = (x.shape[2] === size && x.shape[3] === size ? x : resizeBilinear(x, size, size)).reshape([ci, size * size]);
+    const xw = cast(x, w2.dtype === 'f16' ? 'f16' : 'f32');
+    const xi = (x.shape[2] === size && x.shape[3] === size ? xw : resizeBilinear(xw, size, size)).reshape([ci, size * size]);
     const wi = xs.length === 1 ? w2 : slice(w2, 1, at, at + ci);
     if (y) matmul(wi, xi, { out: y, accumulate: true });
     else y = matmul(wi, xi);

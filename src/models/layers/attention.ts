@@ -5,6 +5,7 @@
 // other weight names (q_proj ... out_proj) and stays in clip.ts.
 import { LimitError, ShapeError } from '../../gpu/errors.js';
 import { attention, attentionWithProbs } from '../../nn/attention.js';
+import { cast } from '../../nn/cast.js';
 import { add, unary } from '../../nn/elementwise.js';
 import { copyInto, permute, slice } from '../../nn/layout.js';
 import { matmul } from '../../nn/matmul.js';
@@ -46,10 +47,10 @@ export interface AttentionRunOptions {
   /** The caller's skip connection, shaped like the output and added last (diffusers'
    *  BasicTransformerBlock adds it after the call); fused into to_out's epilogue. */
   residual?: Tensor;
-  /** Receives the head-averaged probabilities [B, Lq, Lk] (DAAM) inside the forward's
-   *  scope: keep() what should outlive it. */
+  /** Receives the head-averaged probabilities [B, Lq, Lk] (DAAM), f32, inside the
+   *  forward's scope: keep() what should outlive it. */
   onProbs?: (probsMean: Tensor) => void;
-  /** Receives the per-head probabilities softmax(q k^T * scale) [rows, heads, Lq, Lk] of
+  /** Receives the per-head probabilities softmax(q k^T * scale) [rows, heads, Lq, Lk], f32, of
    *  batch rows [rows[0], rows[1]) (default all) inside the forward's scope (DAAM sums
    *  them). Computed apart from the output (matmul + softmax, the score tensor
    *  materialised: cheap for cross-attention's 77 keys); the output path is unchanged. */
@@ -162,7 +163,8 @@ export class Attention extends Module {
       throw new LimitError(`Attention: per-head probabilities of ${n} rows x ${this.heads} heads x ${Lq} x ${Lk} (${bytes} bytes) exceed the binding limit ${limit}; run fewer images at once`);
     }
     const rowsOf = (t: Tensor) => (n === B ? t : slice(t, 0, r0, r1));
-    const split = (t: Tensor, L: number) => permute(rowsOf(t).reshape([n, L, this.heads, this.dimHead]), [0, 2, 1, 3]);
+    // In f32 whatever the model's dtype: these probabilities are summed over steps (DAAM).
+    const split = (t: Tensor, L: number) => permute(cast(rowsOf(t), 'f32').reshape([n, L, this.heads, this.dimHead]), [0, 2, 1, 3]);
     return softmax(matmul(split(q, Lq), split(k, Lk), { transB: true, alpha: this.scale }));
   }
 
@@ -172,12 +174,18 @@ export class Attention extends Module {
     if (opts.headProbs) opts.headProbs.receive(this.probsPerHead(q, k, opts.headProbs.rows));
     if (opts.onProbs) {
       const r = attentionWithProbs(q, k, v, a);
-      opts.onProbs(r.probsMean);
+      opts.onProbs(cast(r.probsMean, 'f32'));
       return r.out;
     }
     const fits = this.dimHead <= FUSED_MAX_HEAD_DIM && this.dimHead % 4 === 0;
     // Several heads too wide for the kernel are left to nn/attention, which names the limit.
     if ((fits && !opts.unfusedAttention) || this.heads > 1) return attention(q, k, v, a).out;
+    // Materialised scores and their softmax run in f32: an f16 score is off by up to 2^-11
+    // of its size, which exp turns into that relative error of the probability (the fused
+    // kernel keeps its scores in f32 registers).
+    if (q.dtype === 'f16') {
+      return scope(() => cast(this.attend(cast(q, 'f32'), cast(k, 'f32'), cast(v, 'f32'), { unfusedAttention: true, maxBindingBytes: opts.maxBindingBytes }), 'f16'));
+    }
     // One head too wide for the fused kernel (the SD VAE: 512): scores for a block of
     // query rows at a time, so that the [B, rows, Lk] score block stays under the limit.
     const [B, Lq, D] = q.shape;

@@ -62,10 +62,21 @@ export class ResnetBlock2D extends Module {
     }
     return moduleScope(this, x.rt, () => scope(() => {
       const [B] = x.shape;
-      let h = this.conv1.forward(this.norm1.forward(x, 'silu'), opts);
-      if (this.time_emb_proj && tembAct) h = add(h, this.time_emb_proj.forward(tembAct).reshape([B, this.outChannels, 1, 1]));
+      // Each intermediate is freed once the next op has consumed it (queue order makes that
+      // safe): at the SD VAE's 512x512 level they are 128-256 MiB each in f32, and holding
+      // them to the end of the block would add four of them to the peak.
+      const n1 = this.norm1.forward(x, 'silu');
+      let h = this.conv1.forward(n1, opts);
+      n1.dispose();
+      if (this.time_emb_proj && tembAct) {
+        const conditioned = add(h, this.time_emb_proj.forward(tembAct).reshape([B, this.outChannels, 1, 1]));
+        h.dispose();
+        h = conditioned;
+      }
+      const n2 = this.norm2.forward(h, 'silu');
+      h.dispose();
       const shortcut = this.conv_shortcut ? this.conv_shortcut.forward(x, opts) : x;
-      return this.conv2.forward(this.norm2.forward(h, 'silu'), { ...opts, residual: shortcut, outputScale: this.outputScaleFactor });
+      return this.conv2.forward(n2, { ...opts, residual: shortcut, outputScale: this.outputScaleFactor });
     }));
   }
 }

@@ -6,6 +6,7 @@
 import { InputError, ShapeError } from '../../gpu/errors.js';
 import { withScope } from '../../gpu/profiler.js';
 import type { Runtime } from '../../gpu/runtime.js';
+import { cast } from '../../nn/cast.js';
 import { silu, unary } from '../../nn/elementwise.js';
 import { Module } from '../../nn/module.js';
 import { scope } from '../../tensor/scope.js';
@@ -13,6 +14,7 @@ import type { Tensor } from '../../tensor/tensor.js';
 import { Conv2d } from '../layers/conv.js';
 import { nameModules } from '../layers/module_scope.js';
 import { GroupNorm } from '../layers/norms.js';
+import { paramDtype } from '../precision.js';
 import { CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D, type AttentionSpec } from './blocks.js';
 import { resolveUNetConfig, type ResolvedUNetConfig, type UNet2DConditionConfig } from './config.js';
 import { ForwardContext, type CrossAttentionSink } from './context.js';
@@ -39,9 +41,11 @@ export interface UNetForwardOptions {
 }
 
 export interface UNetOutput {
-  /** [B, out_channels, H, W]. */
+  /** [B, out_channels, H, W], f32 whatever the weights' dtype. */
   sample: Tensor;
+  /** In the weights' dtype (f16 taps halve the grounding features' memory). */
   taps: Map<string, Tensor>;
+  /** f32. */
   crossAttention?: Map<string, Tensor>;
 }
 
@@ -112,7 +116,8 @@ export class UNet2DConditionModel extends Module {
   }
 
   /** sample [B, in_channels, H, W], timesteps one per row (or one for all), text states
-   *  [B, L, cross_attention_dim] -> the predicted noise, plus the requested taps. */
+   *  [B, L, cross_attention_dim] -> the predicted noise, plus the requested taps. Inputs
+   *  may be f32 or f16; the model runs in its weights' dtype (models/precision.ts). */
   forward(rt: Runtime, sample: Tensor, timesteps: readonly number[], encoderHiddenStates: Tensor, opts: UNetForwardOptions = {}): UNetOutput {
     const c = this.resolved;
     this.checkInputs(sample, timesteps, encoderHiddenStates);
@@ -123,12 +128,16 @@ export class UNet2DConditionModel extends Module {
     const ts = timesteps.length === 1 ? Array<number>(B).fill(timesteps[0]) : timesteps;
 
     return scope(() => {
-      // time_proj: diffusers' Timesteps module (no weights), named as the profiler sees it.
-      const emb = this.time_embedding.forward(withScope(rt, 'time_proj', () => timeProjection(rt, ts, c.timeProjDim, c.flipSinToCos, c.freqShift)));
-      const ctx = new ForwardContext(silu(emb), encoderHiddenStates, new Set(opts.taps ?? []), opts.crossAttentionProbs ?? false, opts.crossAttentionSink);
+      // The blocks run in the weights' dtype; inputs convert to it, the output back to f32.
+      const dtype = paramDtype(this.conv_in.weight);
+      const x = cast(sample, dtype);
+      // time_proj: diffusers' Timesteps module (no weights), named as the profiler sees it;
+      // computed in f32 and rounded once (values in [-1, 1]), as diffusers casts t_emb.
+      const emb = this.time_embedding.forward(cast(withScope(rt, 'time_proj', () => timeProjection(rt, ts, c.timeProjDim, c.flipSinToCos, c.freqShift)), dtype));
+      const ctx = new ForwardContext(silu(emb), cast(encoderHiddenStates, dtype), new Set(opts.taps ?? []), opts.crossAttentionProbs ?? false, opts.crossAttentionSink);
       ctx.tap('time_embedding', emb);
 
-      let h = this.conv_in.forward(c.centerInput ? unary(sample, 'none', 2, -1) : sample);
+      let h = this.conv_in.forward(c.centerInput ? unary(x, 'none', 2, -1) : x);
       ctx.tapInput(h);
       const skips: Tensor[] = [h];
       this.down_blocks.forEach((block, i) => {
@@ -150,15 +159,15 @@ export class UNet2DConditionModel extends Module {
         ctx.tap(`up_blocks.${i}`, h);
       });
 
-      const out = this.conv_out.forward(this.conv_norm_out.forward(h, 'silu'));
+      const out = cast(this.conv_out.forward(this.conv_norm_out.forward(h, 'silu')), 'f32');
       return { sample: out, taps: ctx.taps, crossAttention: ctx.crossAttention };
     });
   }
 
   private checkInputs(sample: Tensor, timesteps: readonly number[], ehs: Tensor): void {
     const c = this.resolved;
-    if (sample.dtype !== 'f32' || ehs.dtype !== 'f32' || this.conv_in.weight.t.dtype !== 'f32') {
-      throw new ShapeError(`UNet2DConditionModel runs in f32: got sample ${sample.toString()}, encoder_hidden_states ${ehs.toString()}, weights ${this.conv_in.weight.t.dtype} (load weights with dtype 'f32')`);
+    for (const [name, t] of [['sample', sample], ['encoder_hidden_states', ehs]] as const) {
+      if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new ShapeError(`UNet2DConditionModel: ${name} ${t.toString()} must be a float tensor (f32 or f16)`);
     }
     const [B, C, H, W] = sample.shape;
     if (sample.shape.length !== 4 || C !== c.inChannels) {

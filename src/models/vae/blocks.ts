@@ -23,6 +23,26 @@ export const VAE_EPS = 1e-6;
 
 const resnet = (inC: number, outC: number, groups: number) => new ResnetBlock2D(inC, outC, { tembChannels: null, groups, eps: VAE_EPS });
 
+/** x through the resnets in turn, each output freed once the next resnet has read it (the
+ *  decoder's last blocks hold 128-256 MiB maps at 512x512), never x itself. */
+function chain(x: Tensor, resnets: ResnetBlock2D[], opts: BlockOptions): Tensor {
+  let h = x;
+  for (const r of resnets) {
+    const next = r.forward(h, undefined, opts);
+    if (h !== x) h.dispose();
+    h = next;
+  }
+  return h;
+}
+
+/** resample(h), freeing h (unless it is the block input x), or h without a resampler. */
+function resampled(h: Tensor, resample: ((h: Tensor) => Tensor) | undefined, x: Tensor): Tensor {
+  if (!resample) return h;
+  const y = resample(h);
+  if (h !== x) h.dispose();
+  return y;
+}
+
 /** UNetMidBlock2D (temb None, add_attention): resnet, then attention + resnet. The
  *  attention is diffusers' Attention(query_dim=C, heads=1, dim_head=C, bias=True,
  *  norm_num_groups, eps=resnet_eps, residual_connection=True, rescale_output_factor=1). */
@@ -55,9 +75,8 @@ export class DownEncoderBlock2D extends Module {
   }
   forward(x: Tensor, opts: BlockOptions = {}): Tensor {
     return moduleScope(this, x.rt, () => scope(() => {
-      let h = x;
-      for (const r of this.resnets) h = r.forward(h, undefined, opts);
-      return this.downsamplers ? this.downsamplers[0].forward(h, opts) : h;
+      const down = this.downsamplers?.[0];
+      return resampled(chain(x, this.resnets, opts), down && ((h) => down.forward(h, opts)), x);
     }));
   }
 }
@@ -73,9 +92,8 @@ export class UpDecoderBlock2D extends Module {
   }
   forward(x: Tensor, opts: BlockOptions = {}): Tensor {
     return moduleScope(this, x.rt, () => scope(() => {
-      let h = x;
-      for (const r of this.resnets) h = r.forward(h, undefined, opts);
-      return this.upsamplers ? this.upsamplers[0].forward(h, undefined, opts) : h;
+      const up = this.upsamplers?.[0];
+      return resampled(chain(x, this.resnets, opts), up && ((h) => up.forward(h, undefined, opts)), x);
     }));
   }
 }

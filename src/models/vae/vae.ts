@@ -3,9 +3,11 @@
 // diagonal Gaussian's mean, logvar (clamped to [-30, 20]) and std; decode: latent
 // [B, latent, h, w] -> image [B, out, h*f, w*f], f = 2^(blocks-1). scaling_factor is NOT
 // applied here (the pipeline multiplies encoder samples by it and divides latents by it).
-// Taps return block outputs as the golden fixtures' hooks define them.
+// Taps return block outputs as the golden fixtures' hooks define them. Inputs may be f32 or
+// f16; the blocks run in the weights' dtype, the outputs are f32 (taps: the weights' dtype).
 import { InputError, ShapeError } from '../../gpu/errors.js';
 import type { Runtime } from '../../gpu/runtime.js';
+import { cast } from '../../nn/cast.js';
 import { linearCombination } from '../../nn/combine.js';
 import { unary } from '../../nn/elementwise.js';
 import { slice } from '../../nn/layout.js';
@@ -15,6 +17,7 @@ import type { Tensor } from '../../tensor/tensor.js';
 import { Conv2d } from '../layers/conv.js';
 import { moduleScope, nameModules } from '../layers/module_scope.js';
 import { GroupNorm } from '../layers/norms.js';
+import { paramDtype } from '../precision.js';
 import { DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D, VAE_EPS, type BlockOptions } from './blocks.js';
 import { vaeConfig, type AutoencoderKLConfig } from './config.js';
 
@@ -59,8 +62,8 @@ class Taps {
 
 function checkInput(t: Tensor, channels: number, multiple: number, what: string): void {
   const [, c, h, w] = t.shape;
-  if (t.shape.length !== 4 || c !== channels || h % multiple !== 0 || w % multiple !== 0 || t.dtype !== 'f32') {
-    throw new ShapeError(`${what}: expects f32 [B, ${channels}, H, W] with H and W multiples of ${multiple}, got ${t.toString()}`);
+  if (t.shape.length !== 4 || c !== channels || h % multiple !== 0 || w % multiple !== 0 || (t.dtype !== 'f32' && t.dtype !== 'f16')) {
+    throw new ShapeError(`${what}: expects f32 or f16 [B, ${channels}, H, W] with H and W multiples of ${multiple}, got ${t.toString()}`);
   }
 }
 
@@ -169,7 +172,9 @@ export class AutoencoderKL extends Module {
     const taps = new Taps(opts.taps ?? [], this.encoder.tapNames(), 'AutoencoderKL.encode');
     const lat = this.config.latent_channels;
     return scope(() => {
-      const moments = this.quant_conv.forward(this.encoder.forward(image, taps, opts), opts);
+      // The encoder runs in its weights' dtype; the moments and what follows are f32.
+      const x = cast(image, paramDtype(this.encoder.conv_in.weight));
+      const moments = cast(this.quant_conv.forward(this.encoder.forward(x, taps, opts), opts), 'f32');
       const mean = slice(moments, 1, 0, lat);
       const logvar = linearCombination([[1, slice(moments, 1, lat, 2 * lat)]], 0, [-30, 20]);
       const std = unary(logvar, 'exp', 0.5);
@@ -187,7 +192,11 @@ export class AutoencoderKL extends Module {
     checkRuntime(rt, latent, 'AutoencoderKL.decode');
     checkInput(latent, this.config.latent_channels, 1, 'AutoencoderKL.decode');
     const taps = new Taps(opts.taps ?? [], this.decoder.tapNames(), 'AutoencoderKL.decode');
-    return scope(() => ({ image: this.decoder.forward(this.post_quant_conv.forward(latent, opts), taps, opts), taps: taps.out }));
+    // The decoder runs in its weights' dtype; the image comes back in f32.
+    return scope(() => {
+      const z = cast(latent, paramDtype(this.post_quant_conv.weight));
+      return { image: cast(this.decoder.forward(this.post_quant_conv.forward(z, opts), taps, opts), 'f32'), taps: taps.out };
+    });
   }
 }
 

@@ -67,7 +67,7 @@ function resolveSettings(sd: StableDiffusion, seg: Segmodule, o: GroundedOptions
   }
   if (o.featureStep !== undefined && !isInt(o.featureStep)) bad.push(`featureStep ${o.featureStep} must be an integer DDPM timestep`);
   if (bad.length) throw new InputError(`generateGrounded: ${bad.join('; ')}`);
-  checkGenerationSize(generationModel({ unet: sd.unet, vae: sd.vae, textEncoder: sd.textEncoder }), { height: s.height, width: s.width, batchSize: s.batch }, deviceLimits(sd.rt));
+  checkGenerationSize(generationModel({ unet: sd.unet, vae: sd.vae, textEncoder: sd.textEncoder }, sd.dtype), { height: s.height, width: s.width, batchSize: s.batch }, deviceLimits(sd.rt));
 
   const classes = (o.classes ?? classesFromPrompt(s.prompt)).map((c) => c.trim());
   const dup = classes.find((c, i) => classes.findIndex((d) => d.toLowerCase() === c.toLowerCase()) !== i);

@@ -8,22 +8,25 @@ import { loadWeights } from '../../nn/module.js';
 import { safetensorsSource } from '../../io/weight_source.js';
 import { manifestConfig } from './manifest_config.js';
 import type { ParityCheck, ParityHandler } from './types.js';
+import { checkModelDtype } from '../../models/precision.js';
 
 export const handler: ParityHandler = {
-  async run(dir, manifest, log) {
+  async run(dir, manifest, log, opts = {}) {
     const tol = Number((manifest.tolerance as { max?: number })?.max ?? 1e-4);
     const config = manifestConfig(dir, manifest) as unknown as CLIPTextConfig;
     const io = await SafetensorsFile.open(join(dir, 'io.safetensors'));
     const weights = await SafetensorsFile.open(join(dir, 'weights.safetensors'));
     const rt = await Runtime.create();
     try {
+      const dtype = opts.dtype ?? 'f32';
+      checkModelDtype(rt, dtype, 'parity clip_text');
       const model = new CLIPTextModel(config);
-      await loadWeights(rt, model, safetensorsSource(weights), { ignore: (n) => n.endsWith('position_ids') });
+      await loadWeights(rt, model, safetensorsSource(weights), { dtype, ignore: (n) => n.endsWith('position_ids') });
       const idsInfo = io.info('input_ids');
       const raw = await io.readI64('input_ids');
       const [B, L] = idsInfo.shape;
       const ids = Array.from({ length: B }, (_, b) => Array.from({ length: L }, (_, i) => Number(raw[b * L + i])));
-      log(`clip_text: ${B}x${L} ids, ${config.num_hidden_layers} layers`);
+      log(`clip_text: ${B}x${L} ids, ${config.num_hidden_layers} layers, ${dtype}`);
       const out = model.forward(rt, ids, { hiddenStates: true });
       const checks: ParityCheck[] = [];
       const add = async (name: string, t: { toArray(): Promise<Float32Array> } | undefined) => {

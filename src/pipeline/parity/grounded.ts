@@ -22,6 +22,7 @@ import { CLIPTextModel } from '../../models/clip.js';
 import { GROUPS, type Group, type GroundingConfig } from '../../models/grounding/config.js';
 import { groundingForward } from '../../models/grounding/forward.js';
 import { Segmodule } from '../../models/grounding/segmodule.js';
+import { checkModelDtype } from '../../models/precision.js';
 import { createScheduler, schedulerNameForClass } from '../../models/schedulers/index.js';
 import { clipConfigFrom, StableDiffusion } from '../../models/sd.js';
 import { UNet2DConditionModel, type UNet2DConditionConfig } from '../../models/unet/index.js';
@@ -37,7 +38,7 @@ import { denoise } from '../grounded/denoise.js';
 import { featureLayout, groupFeatures } from '../grounded/features.js';
 import { tokenStrings, wordMergeIndices } from '../grounded/prompt.js';
 import { classEmbeddingsFromStates } from '../grounded/text.js';
-import type { ParityCheck, ParityHandler } from './types.js';
+import type { ParityCheck, ParityHandler, ParityOptions } from './types.js';
 
 interface IoSpec {
   shape: number[]; dtype: string; kind: string; compare: string;
@@ -83,7 +84,7 @@ function tokenizerDir(dir: string, m: Manifest): string {
   return tdir;
 }
 
-export async function runGroundedParity(dir: string, raw: Record<string, unknown>, log: (msg: string) => void): Promise<ParityCheck[]> {
+export async function runGroundedParity(dir: string, raw: Record<string, unknown>, log: (msg: string) => void, opts: ParityOptions = {}): Promise<ParityCheck[]> {
   const m = raw as unknown as Manifest;
   const tol = Number(m.tolerance?.max ?? 1e-4);
   const io = await SafetensorsFile.open(join(dir, 'io.safetensors'));
@@ -118,13 +119,16 @@ export async function runGroundedParity(dir: string, raw: Record<string, unknown
   const config = (key: keyof Manifest['models']) => m.models[key].config ?? m.models[key].config_args ?? {};
 
   try {
+    // The SD models run in `dtype`; the grounding module stays f32 (models/grounding/forward.ts).
+    const dtype = opts.dtype ?? 'f32';
+    checkModelDtype(rt, dtype, 'parity grounded');
     const tokenizer = await CLIPTokenizer.fromFolder(tokenizerDir(dir, m));
     const textEncoder = new CLIPTextModel(clipConfigFrom(config('text_encoder')));
-    await loadWeights(rt, textEncoder, source('text_encoder'), { ignore: (n) => n.endsWith('position_ids') });
+    await loadWeights(rt, textEncoder, source('text_encoder'), { dtype, ignore: (n) => n.endsWith('position_ids') });
     const unet = new UNet2DConditionModel(config('unet') as unknown as UNet2DConditionConfig);
-    await loadWeights(rt, unet, source('unet'));
+    await loadWeights(rt, unet, source('unet'), { dtype });
     const vae = new AutoencoderKL(config('vae') as Partial<AutoencoderKLConfig>);
-    await loadWeights(rt, vae, source('vae'));
+    await loadWeights(rt, vae, source('vae'), { dtype });
     const seg = new Segmodule(config('segmodule') as unknown as GroundingConfig);
     const sd = new StableDiffusion(rt, tokenizer, textEncoder, unet, vae, m.scheduler.config);
     const [H, W] = m.image_size;

@@ -30,9 +30,16 @@ export interface ParityRow {
   error?: string;
 }
 
+/** How a handler runs its models (the fixtures are f32 references either way). */
+export interface ParityOptions {
+  /** Weight and activation dtype of the models (models/precision.ts); default f32. Handlers
+   *  of components without models ignore it. */
+  dtype?: 'f32' | 'f16';
+}
+
 export interface ParityHandler {
   /** Runs the fixture in `dir` and returns the checks (throws if it cannot run). */
-  run(dir: string, manifest: Record<string, unknown>, log: (msg: string) => void): Promise<ParityCheck[]>;
+  run(dir: string, manifest: Record<string, unknown>, log: (msg: string) => void, opts?: ParityOptions): Promise<ParityCheck[]>;
 }
 
 export function evaluate(c: ParityCheck): ParityRow {

@@ -11,6 +11,7 @@ import { UNet2DConditionModel, type UNet2DConditionConfig } from '../../models/u
 import { loadWeights } from '../../nn/module.js';
 import { manifestConfig } from './manifest_config.js';
 import type { ParityCheck, ParityHandler } from './types.js';
+import { checkModelDtype } from '../../models/precision.js';
 
 interface UNetCase {
   name: string;
@@ -26,7 +27,7 @@ async function caseTimesteps(io: SafetensorsFile, c: UNetCase): Promise<number[]
 }
 
 export const handler: ParityHandler = {
-  async run(dir, manifest, log) {
+  async run(dir, manifest, log, opts = {}) {
     const tol = Number((manifest.tolerance as { max?: number } | undefined)?.max ?? 1e-4);
     const cases = manifest.cases as UNetCase[] | undefined;
     if (!Array.isArray(cases) || cases.length === 0) throw new InputError(`${dir}/manifest.json has no 'cases' list`);
@@ -35,8 +36,10 @@ export const handler: ParityHandler = {
     const weights = await SafetensorsFile.open(join(dir, 'weights.safetensors'));
     const rt = await Runtime.create();
     try {
+      const dtype = opts.dtype ?? 'f32';
+      checkModelDtype(rt, dtype, 'parity unet');
       const model = new UNet2DConditionModel(config);
-      await loadWeights(rt, model, safetensorsSource(weights));
+      await loadWeights(rt, model, safetensorsSource(weights), { dtype });
       const known = new Set(model.tapNames());
       const checks: ParityCheck[] = [];
       for (const c of cases) {
@@ -46,7 +49,7 @@ export const handler: ParityHandler = {
         const timesteps = await caseTimesteps(io, c);
         const sample = await io.toTensor(rt, `${c.name}.sample`);
         const ehs = await io.toTensor(rt, ehsName);
-        log(`unet: case ${c.name} sample [${sample.shape.join(',')}] timesteps [${timesteps.join(', ')}], ${hooks.length} hooks`);
+        log(`unet: case ${c.name} sample [${sample.shape.join(',')}] timesteps [${timesteps.join(', ')}], ${hooks.length} hooks, ${dtype}`);
         const out = model.forward(rt, sample, timesteps, ehs, { taps: hooks.filter((h) => known.has(h)) });
         const push = async (name: string, actual: ArrayLike<number>) => {
           checks.push({ name, actual, expected: await io.readF32(name), metric: 'rel_max', tol });

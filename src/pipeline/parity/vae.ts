@@ -13,7 +13,8 @@ import { loadWeights } from '../../nn/module.js';
 import { scopeAsync } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { manifestConfig } from './manifest_config.js';
-import type { ParityCheck, ParityHandler } from './types.js';
+import type { ParityCheck, ParityHandler, ParityOptions } from './types.js';
+import { checkModelDtype } from '../../models/precision.js';
 
 interface VaeCase {
   name: string;
@@ -22,7 +23,7 @@ interface VaeCase {
 
 /** The handler's work, with the model's internal test options (forced row bands). */
 export async function runVaeParity(
-  dir: string, manifest: Record<string, unknown>, log: (msg: string) => void, opts: Omit<VaeRunOptions, 'taps'> = {},
+  dir: string, manifest: Record<string, unknown>, log: (msg: string) => void, opts: Omit<VaeRunOptions, 'taps'> = {}, parity: ParityOptions = {},
 ): Promise<ParityCheck[]> {
   const tol = Number((manifest.tolerance as { max?: number } | undefined)?.max ?? 1e-4);
   const cases = (manifest.cases ?? []) as VaeCase[];
@@ -31,8 +32,10 @@ export async function runVaeParity(
   const weights = await SafetensorsFile.open(join(dir, 'weights.safetensors'));
   const rt = await Runtime.create();
   try {
+    const dtype = parity.dtype ?? 'f32';
+    checkModelDtype(rt, dtype, 'parity vae');
     const model = new AutoencoderKL(config);
-    await loadWeights(rt, model, safetensorsSource(weights));
+    await loadWeights(rt, model, safetensorsSource(weights), { dtype });
     const checks: ParityCheck[] = [];
     for (const c of cases) {
       const hookPrefix = `${c.name}.hook.`;
@@ -69,5 +72,5 @@ export async function runVaeParity(
 }
 
 export const handler: ParityHandler = {
-  run: (dir, manifest, log) => runVaeParity(dir, manifest, log),
+  run: (dir, manifest, log, opts) => runVaeParity(dir, manifest, log, {}, opts),
 };
