@@ -126,7 +126,8 @@ export class SafetensorsFile {
     // which queue.writeBuffer requires.
     const perChunk = Math.max(2, Math.floor(this.chunkBytes / src / 2) * 2);
     const raw = new Uint8Array(Math.min(n, perChunk) * src);
-    const out = Tensor.empty(rt, t.shape, dtype, name);
+    // Loaded tensors are weights: sized exactly (gpu/pool.ts).
+    const out = Tensor.empty(rt, t.shape, dtype, name, 'exact');
     try {
       for (let start = 0; start < n; start += perChunk) {
         const count = Math.min(perChunk, n - start);

@@ -159,7 +159,7 @@ async function upload(rt: Runtime, e: Entry, to: 'f32' | 'f16', where: string): 
   const n = numelOf(e.shape);
   // An even element count per chunk keeps f16 writes 4-byte aligned (queue.writeBuffer).
   const per = Math.max(2, Math.floor(CHUNK_BYTES / ITEMSIZE[e.dtype] / 2) * 2);
-  const out = Tensor.empty(rt, e.shape, to, e.name);
+  const out = Tensor.empty(rt, e.shape, to, e.name, 'exact');
   try {
     for (let start = 0; start < n; start += per) {
       const count = Math.min(per, n - start);

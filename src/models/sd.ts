@@ -106,7 +106,7 @@ export function initRandomWeights(rt: Runtime, root: Module, seed: number, dtype
     const isEmbedding = name.includes('embedding.weight') && !name.includes('time_embedding');
     const bound = p.shape.length >= 2 && !isEmbedding ? 1 / Math.sqrt(n / p.shape[0]) : 0.02;
     const key = lowbias32((seed ^ hashString(name)) >>> 0);
-    const t = Tensor.empty(rt, p.shape, dtype, name);
+    const t = Tensor.empty(rt, p.shape, dtype, name, 'exact');
     for (let start = 0; start < n; start += CHUNK) {
       const count = Math.min(CHUNK, n - start);
       const out = buf.subarray(0, count);

@@ -41,11 +41,12 @@ export class Tensor {
     track(this);
   }
 
-  /** An uninitialised tensor (contents are whatever the pooled buffer held). */
-  static empty(rt: Runtime, shape: readonly number[], dtype: DType = 'f32', label = 'tensor'): Tensor {
+  /** An uninitialised tensor (contents are whatever the pooled buffer held). `fit`
+   *  'exact' skips the pool's size buckets: for weights, which live as long as the model. */
+  static empty(rt: Runtime, shape: readonly number[], dtype: DType = 'f32', label = 'tensor', fit: 'bucket' | 'exact' = 'bucket'): Tensor {
     checkShape(shape, label);
     const bytes = Math.max(4, Math.ceil((numel(shape) * BYTES[dtype]) / 4) * 4);
-    const t = new Tensor(rt, [...shape], dtype, new Storage(rt, rt.pool.acquire(bytes, label)));
+    const t = new Tensor(rt, [...shape], dtype, new Storage(rt, rt.pool.acquire(bytes, label, fit)));
     if (rt.poison) t.fillBits(dtype === 'f16' ? 0x7e007e00 : 0x7fc00000);
     return t;
   }

@@ -55,6 +55,18 @@ describe('generate --grounding tiny', () => {
     expect([hm.width, hm.height]).toEqual([64, 64]);
   });
 
+  it('--dtype f16: the SD models run in f16 (result.json says so), masks and DAAM maps are written', async (ctx) => {
+    const out = join(tmp, 'f16');
+    const r = await gen('--model', 'tiny', '--grounding', 'tiny', '--daam', '--dtype', 'f16', '--prompt', 'a photograph of a dog', '--steps', '2', '--out', out);
+    if (r.err.some((e) => e.includes('shader-f16'))) requireOrSkip(ctx, false, 'the adapter has no shader-f16');
+    expect(r.err).toEqual([]);
+    expect(r.code).toBe(0);
+    const res = json(join(out, '0_0', 'result.json'));
+    expect(res.settings).toMatchObject({ dtype: 'f16', mode: 'grounded', daam: true });
+    expect(res.classes.map((c: { mask: string }) => c.mask)).toEqual(['masks/dog.png']);
+    expect(existsSync(join(out, '0_0', 'heatmaps', 'dog.png'))).toBe(true);
+  });
+
   it('--tiny still works, with a one-line deprecation notice', async () => {
     const r = await gen('--tiny', '--grounding', 'tiny', '--prompt', 'a photograph of a dog', '--steps', '1', '--out', join(tmp, 'old'));
     expect(r.code).toBe(0);

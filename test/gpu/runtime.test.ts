@@ -44,6 +44,19 @@ describe('runtime (adapter)', () => {
     expect(Array.from(await c.toArray())).toEqual([9, 9, 9, 9]);
   });
 
+  it("sizes 'exact' tensors (weights) to a multiple of 256 bytes, not a bucket", async () => {
+    const rt = await runtime();
+    const n = 5 * 2 ** 18 + 3; // 5 MiB + 12 bytes of f32: the bucket would be 6 MiB
+    const before = rt.memory().liveBytes;
+    const bucketed = Tensor.empty(rt, [n], 'f32', 'bucketed');
+    expect(rt.memory().liveBytes - before).toBe(bucketSize(4 * n));
+    const exact = Tensor.empty(rt, [n], 'f16', 'weight', 'exact');
+    expect(rt.memory().liveBytes - before - bucketSize(4 * n)).toBe(Math.ceil((2 * n) / 256) * 256);
+    bucketed.dispose();
+    exact.dispose();
+    expect(rt.memory().liveBytes).toBe(before);
+  });
+
   it('rejects a binding larger than maxStorageBufferBindingSize with a LimitError', async () => {
     const rt = await runtime();
     const n = rt.limits.maxStorageBufferBindingSize / 4 + 64;
