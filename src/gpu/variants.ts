@@ -25,6 +25,10 @@ export const VARIANTS = {
   group_norm: ['tree', 'subgroup'],
   /** Layer norm's row sums, forward and input backward (layer_norm_subgroup.wgsl). */
   layer_norm: ['tree', 'subgroup'],
+  /** The fused attention forward's online softmax: per_key rescales the accumulator at
+   *  every key (attention.wgsl); per_tile takes one max and one rescale per key tile,
+   *  the tile's scores kept in workgroup memory (attention_tiled.wgsl). */
+  attention: ['per_key', 'per_tile'],
 } as const;
 
 export type VariantFamily = keyof typeof VARIANTS;
@@ -46,9 +50,9 @@ export interface VariantDevice {
 
 /** The variants an adapter runs unless told otherwise. */
 export function defaultVariants(dev: VariantDevice): VariantChoice {
-  if (dev.software) return { matmul: 'rows8', softmax: 'tree', group_norm: 'tree', layer_norm: 'tree' };
+  if (dev.software) return { matmul: 'rows8', softmax: 'tree', group_norm: 'tree', layer_norm: 'tree', attention: 'per_key' };
   const reduction = dev.features.has('subgroups') ? 'subgroup' : 'tree';
-  return { matmul: 'tiled', softmax: reduction, group_norm: reduction, layer_norm: reduction };
+  return { matmul: 'tiled', softmax: reduction, group_norm: reduction, layer_norm: reduction, attention: 'per_tile' };
 }
 
 /** Parses 'matmul=tiled,softmax=subgroup' (GROUNDED_SD_VARIANTS) into overrides. */
@@ -87,6 +91,8 @@ export class KernelVariants {
   set group_norm(v: VariantName<'group_norm'>) { this.set('group_norm', v); }
   get layer_norm(): VariantName<'layer_norm'> { return this.chosen.layer_norm; }
   set layer_norm(v: VariantName<'layer_norm'>) { this.set('layer_norm', v); }
+  get attention(): VariantName<'attention'> { return this.chosen.attention; }
+  set attention(v: VariantName<'attention'>) { this.set('attention', v); }
 
   /** Whether this device can run the variant (its feature was requested). */
   supports(name: string): boolean {

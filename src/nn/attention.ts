@@ -1,13 +1,16 @@
 // Fused multi-head attention: softmax(scale * q k^T) v per head, its probabilities
 // averaged over heads (the DAAM baseline), and its backward.
 // Kernels: shaders/attention.wgsl (forward, online softmax), attention_probs.wgsl,
-// attention_backward.wgsl. None of them stores the [B, H, Lq, Lk] score matrix.
+// attention_backward.wgsl. None of them stores the [B, H, Lq, Lk] score matrix. The
+// forward's 'per_tile' variant (rt.variants.attention, gpu/variants.ts; hardware
+// adapters) is shaders/attention_tiled.wgsl: one max and rescale per key tile.
 //
 // Shapes (diffusers' to_q/to_k/to_v outputs, no permute): q [B, Lq, H*D],
 // k and v [B, Lk, H*D], head h in columns h*D .. h*D + D - 1; out [B, Lq, H*D];
 // lse [B, H, Lq] (f32 whatever the input dtype); probsMean [B, Lq, Lk].
 import { LimitError, ShapeError } from '../gpu/errors.js';
 import { f32 } from '../gpu/params.js';
+import type { Runtime } from '../gpu/runtime.js';
 import { Tensor } from '../tensor/tensor.js';
 
 export interface AttentionOptions {
@@ -90,6 +93,14 @@ function overrides(d: Dims, wg: number, tiled = true): Record<string, number> {
   return o;
 }
 
+/** Keys per tile of the per_tile forward: its K and V tiles (2 * 4 * D bytes per key)
+ *  and its score columns (4 * WG bytes per key) within the adapter's workgroup memory,
+ *  capped at 32 KiB (what WebGPU guarantees) and 64 keys. */
+function perTileKeys(rt: Runtime, d: Dims, wg: number): number {
+  const budget = Math.min(rt.limits.maxComputeWorkgroupStorageSize, 32 * 1024);
+  return Math.max(1, Math.min(64, Math.floor(budget / (8 * d.D + 4 * wg))));
+}
+
 /** Fused: never materialises the [B,H,Lq,Lk] score matrix. lse [B, H, Lq] (log-sum-exp of
  *  the scaled scores per query row) is what the backward needs. */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): { out: Tensor; lse: Tensor } {
@@ -98,8 +109,13 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const lse = Tensor.empty(q.rt, [d.B, d.H, d.Lq], 'f32', 'attention_lse');
   const wg = rowsPerWorkgroup(d.Lq);
   const blocks = Math.ceil(d.Lq / wg);
+  const perTile = q.rt.variants.attention === 'per_tile';
+  const spec = perTile
+    ? { family: 'attention_tiled', entry: 'attention_tiled_forward', dtype: d.dtype,
+        overrides: { WG: wg, D4: d.D / 4, CAUSAL: d.causal ? 1 : 0, TK: perTileKeys(q.rt, d, wg) } }
+    : { family: 'attention', entry: 'attention_forward', dtype: d.dtype, overrides: overrides(d, wg) };
   q.rt.dispatch(
-    { family: 'attention', entry: 'attention_forward', dtype: d.dtype, overrides: overrides(d, wg) },
+    spec,
     {
       params: [d.B, d.H, d.Lq, d.Lk, blocks, f32(d.scale), d.D / 4],
       bindings: [q.binding, k.binding, v.binding, out.binding, lse.binding],

@@ -1,15 +1,22 @@
-// Attention benchmark rows (production path: nn/attention.ts, shaders/attention.wgsl).
-// One variant, the fused forward: one query row per thread, K/V tiles staged in
-// workgroup memory, online softmax; the [H, Lq, Lk] score matrix is never stored.
+// Attention benchmark rows (production path: nn/attention.ts). The fused forward: one
+// query row per thread, K/V tiles staged in workgroup memory, online softmax; the
+// [H, Lq, Lk] score matrix is never stored. Variants (gpu/variants.ts):
+//   per_key   rescales the accumulator at every key (shaders/attention.wgsl); the
+//             software adapter's choice
+//   per_tile  one max and one rescale per key tile, scores in workgroup memory
+//             (shaders/attention_tiled.wgsl); hardware adapters' choice
 // Shapes: SD 1.x at 32x32 latents (q1024) with self-attention (k1024)
-// and cross-attention to CLIP's 77 tokens (k77), 8 heads of 40, batch 1.
-// Run: grounded-sd bench kernels (listed in kernels/index.ts).
+// and cross-attention to CLIP's 77 tokens (k77), 8 heads of 40, batch 1, under the
+// adapter's choice (op attention, judged by the targets); then the self-attention
+// shape with each variant forced (op attention:<variant>):
+//   grounded-sd bench kernels --filter attention:per_tile
 // Peer: tfjs-backend-webgpu on the same adapter, the unfused chain on [8, L, 40]:
 // tf.matMul(q, k, false, true) -> tf.softmax (scores pre-scaled) -> tf.matMul(p, v).
 import type * as tfjs from '@tensorflow/tfjs-core';
 import { attention } from '../../nn/attention.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { Runtime } from '../../gpu/runtime.js';
+import type { VariantName } from '../../gpu/variants.js';
 import { attentionRef } from '../../ref/attention.js';
 import type { BenchCase, BenchInstance, PeerInstance } from './types.js';
 import { randomArray, relL2 } from '../data.js';
@@ -20,11 +27,15 @@ interface Spec {
   D: number;
   Lq: number;
   Lk: number;
+  /** Forced kernel variant (else the adapter's choice). */
+  variant?: VariantName<'attention'>;
 }
 
 const SPECS: Spec[] = [
   { shape: '8h x 40d, q1024 k1024', H: 8, D: 40, Lq: 1024, Lk: 1024 },
   { shape: '8h x 40d, q1024 k77', H: 8, D: 40, Lq: 1024, Lk: 77 },
+  { shape: '8h x 40d, q1024 k1024 forced', H: 8, D: 40, Lq: 1024, Lk: 1024, variant: 'per_key' },
+  { shape: '8h x 40d, q1024 k1024 forced', H: 8, D: 40, Lq: 1024, Lk: 1024, variant: 'per_tile' },
 ];
 
 /** Query rows checked against the float64 reference (all heads, all keys). */
@@ -38,7 +49,7 @@ function inputs(s: Spec) {
 function makeCase(s: Spec): BenchCase {
   const C = s.H * s.D;
   return {
-    op: 'attention',
+    op: s.variant ? `attention:${s.variant}` : 'attention',
     shape: s.shape,
     // q k^T and p v: 2 * D flops each per (head, query, key).
     flops: 4 * s.H * s.Lq * s.Lk * s.D,
@@ -48,10 +59,11 @@ function makeCase(s: Spec): BenchCase {
       const q = Tensor.from(rt, data.q, [1, s.Lq, C]);
       const k = Tensor.from(rt, data.k, [1, s.Lk, C]);
       const v = Tensor.from(rt, data.v, [1, s.Lk, C]);
-      const run = () => {
+      const op = () => {
         const { out, lse } = attention(q, k, v, { heads: s.H });
         return [out, lse];
       };
+      const run = () => (s.variant ? rt.variants.with({ attention: s.variant }, op) : op());
       return {
         run,
         async validate() {
