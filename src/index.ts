@@ -17,6 +17,7 @@ export * from './nn/softmax.js';
 export * from './nn/reduce.js';
 export * from './nn/loss.js';
 export * from './nn/resize.js';
+export * from './nn/bicubic.js';
 export * from './nn/layout.js';
 export * from './nn/unfold.js';
 export * from './nn/embedding.js';
@@ -66,3 +67,17 @@ export { decodeBoxes, clipBoxesToImage, removeSmallBoxes, boxArea, resizeBoxes, 
 export { pasteMasksInImage, pasteBoxes, type PasteMasksResult } from './nn/mask_paste.js';
 export { cellAnchors, gridAnchors, type AnchorGrid } from './nn/anchors.js';
 export { rcnnTransform, rcnnResizeSize, rcnnBatchSize, type RcnnTransformOptions, type RcnnTransformResult } from './nn/rcnn_transform.js';
+export { UsageError } from './gpu/errors.js';
+export { loadCheckpoint, readTorchFile, TorchPickleError, TORCH_CHECKPOINT_EXTENSIONS, type CheckpointSource } from './io/torch_pickle.js';
+export { writeSafetensorsStreamed } from './io/safetensors.js';
+export {
+  loadGroundingModule, randomGroundingModule, groundingConfigFor, BUILTIN_TINY_CONFIGS, type LoadedGroundingModule,
+} from './pipeline/grounding_module.js';
+export { generateWithDaam, promptWords, type DaamGenerateOptions, type DaamGenerateResult, type DaamImage } from './pipeline/daam_generate.js';
+export { IoUAccumulator, maskCounts, meanIoU, harmonicMean, type MethodResult, type ClassResult } from './pipeline/eval/miou.js';
+export { VOC_CLASSES, COCO_CLASSES, vocSplit, cocoSplit65_15, type ClassSplit } from './pipeline/eval/vocab.js';
+export { buildTestSets, TEST_SETS, type TestSample, type TestSetName } from './pipeline/eval/testsets.js';
+export { runEval, type EvalRunOptions, type EvalSummary } from './pipeline/eval/run.js';
+export { masksAnnotator, decodeRle, rasterisePolygons, type Annotator } from './pipeline/annotate/index.js';
+export { buildDataset, mergeDatasets, DatasetSource, trainOnDataset, type BuildOptions, type BuildSummary } from './pipeline/dataset/index.js';
+export { runSynth, planSynth, labelMap, type SynthRunOptions } from './pipeline/synth/index.js';

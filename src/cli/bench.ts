@@ -2,6 +2,7 @@
 // the adapter's roofline (probed in the same run) and tfjs-backend-webgpu on the same
 // adapter (a dev dependency: without it the table has no tfjs columns). Progress goes to
 // stderr, the table and the target summary to stdout.
+import { UsageError } from '../gpu/errors.js';
 import { parseArgs } from 'node:util';
 import {
   evaluateTargets, formatTable, formatTargets, metaPath, writeJsonAtomic, writePngAtomic,
@@ -24,7 +25,7 @@ const USAGE = [
 function positiveInt(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`--${name} needs a positive integer, got '${v}'`);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} needs a positive integer, got '${v}'`);
   return n;
 }
 
