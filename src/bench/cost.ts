@@ -143,8 +143,8 @@ const RULES: Record<string, Rule> = {
   fill_forward: (p) => ({ op: 'fill', shape: `${p(0)}`, flops: 0, bytes: 4 * p(0) }),
 };
 
-/** Entry points that are another's vec4 twin: same Params, elements counted in vec4s
- *  where noted. */
+/** Entry points that are another's twin (a vec4 path or a kernel variant): same Params,
+ *  elements counted in vec4s where noted. */
 const VEC4: Record<string, { base: string; elementsPerUnit: number }> = {
   group_norm_stats_vec4: { base: 'group_norm_stats', elementsPerUnit: 1 },
   group_norm_forward_vec4: { base: 'group_norm_forward', elementsPerUnit: 1 },
@@ -152,6 +152,15 @@ const VEC4: Record<string, { base: string; elementsPerUnit: number }> = {
   geglu_forward_vec4: { base: 'geglu_forward', elementsPerUnit: 4 },
   layout_copy_forward_vec4: { base: 'layout_copy_forward', elementsPerUnit: 4 },
   combine_forward_vec4: { base: 'combine_forward', elementsPerUnit: 4 },
+  // Kernel variants (gpu/variants.ts) with the Params of the kernel they stand in for.
+  matmul_tiled_forward: { base: 'matmul_forward', elementsPerUnit: 1 },
+  softmax_subgroup_forward: { base: 'softmax_forward', elementsPerUnit: 1 },
+  softmax_subgroup_forward_vec4: { base: 'softmax_forward', elementsPerUnit: 1 },
+  group_norm_subgroup_stats: { base: 'group_norm_stats', elementsPerUnit: 1 },
+  group_norm_subgroup_stats_vec4: { base: 'group_norm_stats', elementsPerUnit: 1 },
+  layer_norm_subgroup_forward: { base: 'layer_norm_forward', elementsPerUnit: 1 },
+  layer_norm_subgroup_backward_input: { base: 'layer_norm_backward_input', elementsPerUnit: 1 },
+  attention_tiled_forward: { base: 'attention_forward', elementsPerUnit: 1 },
 };
 
 /** The op kind of an entry point without a rule: its family, '_backward' kept apart. */
