@@ -99,6 +99,9 @@ export async function generate(sd: StableDiffusion, o: GenerateOptions): Promise
       o.onStep?.({ step: i + 1, total: timesteps.length, timestep: t });
     }
     scheduler.reset();
+    // Every step has finished (synced): hand the UNet's cached free buffers back before the
+    // VAE allocates its larger maps, so the device does not hold both (pool.trim).
+    rt.pool.trim();
     const images = scope(() => {
       const decoded = sd.vae.decode(rt, linearCombination([[1 / scale, latents]]));
       return linearCombination([[0.5, decoded]], 0.5, [0, 1]);

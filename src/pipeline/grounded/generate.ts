@@ -165,6 +165,8 @@ export async function generateGrounded(sd: StableDiffusion, seg: Segmodule, opts
         onStep: opts.onProgress ? (st) => progress('denoise', st.index + 1, s.steps) : undefined,
       });
       await done('denoise');
+      // Synced: the UNet's cached free buffers go back before the VAE allocates its maps.
+      rt.pool.trim();
 
       const scale = sd.vae.config.scaling_factor;
       const pixels = await scope(() => linearCombination([[0.5, sd.vae.decode(rt, linearCombination([[1 / scale, run.latents]]))]], 0.5, [0, 1])).toArray();
