@@ -12,7 +12,7 @@ import { SD15_CONFIGS, StableDiffusion } from '../models/sd.js';
 import { namedParams, type Module } from '../nn/module.js';
 import { Tensor } from '../tensor/tensor.js';
 
-export const benchModelUsage = 'grounded-sd bench model --model sd15 --size S [--json FILE] [--steps-only] [--warmup N]';
+export const benchModelUsage = 'grounded-sd bench model --model sd15 --size S [--dtype f32|f16] [--json FILE] [--steps-only] [--warmup N]';
 
 export interface StageResult {
   stage: string;
@@ -96,18 +96,20 @@ async function timeStage(rt: Runtime, stage: string, flops: number, warmup: numb
 export async function benchModel(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { model: { type: 'string' }, size: { type: 'string' }, json: { type: 'string' }, 'steps-only': { type: 'boolean' }, warmup: { type: 'string' } },
+    options: { model: { type: 'string' }, size: { type: 'string' }, json: { type: 'string' }, 'steps-only': { type: 'boolean' }, warmup: { type: 'string' }, dtype: { type: 'string' } },
   });
   if ((values.model ?? 'sd15') !== 'sd15') throw new InputError(`--model '${values.model}' is not known (only sd15)\nusage: ${benchModelUsage}`);
   const size = Number(values.size ?? 512);
   if (!Number.isInteger(size) || size < 64 || size % 64 !== 0) throw new InputError(`--size needs a multiple of 64, got '${values.size}'`);
   const warmup = Number(values.warmup ?? 1);
   if (!Number.isInteger(warmup) || warmup < 0) throw new InputError(`--warmup needs an integer >= 0, got '${values.warmup}'`);
+  const dtype = values.dtype ?? 'f32';
+  if (dtype !== 'f32' && dtype !== 'f16') throw new InputError(`--dtype must be f32 or f16, got '${dtype}'`);
 
   const rt = await Runtime.create();
   try {
     const t0 = performance.now();
-    const sd = StableDiffusion.random(rt, SD15_CONFIGS, 0);
+    const sd = StableDiffusion.random(rt, SD15_CONFIGS, 0, { dtype });
     await rt.sync();
     process.stderr.write(`SD 1.5 random weights on ${rt.adapterName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
     const h = size / 8;
@@ -123,11 +125,11 @@ export async function benchModel(argv: string[]): Promise<number> {
       one.dispose();
     }
     const peakBytes = rt.memory().peakBytes;
-    console.log(`bench model sd15 at ${size}x${size} on ${rt.adapterName} (random weights, f32, ${warmup} warm-up run${warmup === 1 ? '' : 's'} per stage)`);
+    console.log(`bench model sd15 at ${size}x${size} on ${rt.adapterName} (random weights, ${dtype}, ${warmup} warm-up run${warmup === 1 ? '' : 's'} per stage)`);
     for (const s of stages) console.log(`  ${s.stage.padEnd(40)} ${s.seconds.toFixed(2).padStart(9)} s  ${s.gflop.toFixed(1).padStart(8)} GFLOP  ${s.gflops.toFixed(2).padStart(7)} GFLOP/s`);
     console.log(`  peak GPU memory ${(peakBytes / 2 ** 30).toFixed(2)} GiB`);
     if (values.json) {
-      await writeFileAtomic(values.json, JSON.stringify({ model: 'sd15', size, adapter: rt.adapterName, warmup, stages, peakBytes, date: new Date().toISOString() }, null, 2));
+      await writeFileAtomic(values.json, JSON.stringify({ model: 'sd15', size, dtype, adapter: rt.adapterName, warmup, stages, peakBytes, date: new Date().toISOString() }, null, 2));
       process.stderr.write(`wrote ${values.json}\n`);
     }
     latents.dispose();
