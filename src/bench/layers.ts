@@ -9,12 +9,13 @@
 // bytes. In the same run: the roofline probe and the matmul kernel's benchmark row
 // (bench/kernels/matmul.ts, production path), the yardstick of the efficiency ratios.
 // Adapters without timestamp-query are timed per scope by wall clock (Profiler wall mode).
-import { InputError } from '../gpu/errors.js';
+import { GpuError, InputError } from '../gpu/errors.js';
 import { withScope, type Profiler } from '../gpu/profiler.js';
 import type { Runtime } from '../gpu/runtime.js';
 import { FEATURE_GROUPS, Rng, type FeatureGroup, type HostArray, type TrainingSample } from '../io/samples.js';
 import { SD1_GROUNDING_CONFIG, type GroundingConfig } from '../models/grounding/config.js';
 import { Segmodule } from '../models/grounding/segmodule.js';
+import { checkModelDtype } from '../models/precision.js';
 import { HashTokenizer, SD15_CONFIGS, StableDiffusion, TINY_CONFIGS } from '../models/sd.js';
 import { disposeParams } from '../nn/module.js';
 import { adamOptimizer, microBatch, segmoduleTrainable, TINY_GROUNDING_CONFIG, uploadSample } from '../pipeline/train/index.js';
@@ -28,8 +29,9 @@ import { runBench } from './run.js';
 /** The matmul benchmark row the efficiency ratios divide by. */
 export const MATMUL_CASE = '1024x1024x1024';
 
-/** Models that run in f16 today: none yet (issue 11 item 3); --dtype f16 is refused. */
-export const F16_MODELS: readonly string[] = [];
+/** Models that run in f16 with --dtype f16 (models/precision.ts). The grounding module
+ *  has no f16 path and runs in f32 either way, as in generation (it reads f32 features). */
+export const F16_MODELS: readonly string[] = ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder'];
 
 export interface LayersOptions {
   /** 'sd15' or 'tiny' (deterministic random weights) or a diffusers folder / single file. */
@@ -51,11 +53,9 @@ export function layerModels(backward: boolean): string[] {
   return backward ? [...base, 'grounding_backward', 'grounding_optimizer'] : base;
 }
 
-export function checkLayersOptions(o: LayersOptions): void {
-  if (o.dtype === 'f16') {
-    const f32Only = layerModels(o.backward).filter((m) => !F16_MODELS.includes(m));
-    throw new InputError(`bench layers --dtype f16: ${f32Only.join(', ')} run in f32 only today (f16 end to end is issue 11 item 3); use --dtype f32`);
-  }
+/** Refuses bad options before anything runs, f16 on an adapter without shader-f16 too. */
+export function checkLayersOptions(rt: Runtime, o: LayersOptions): void {
+  checkModelDtype(rt, o.dtype, 'bench layers --dtype');
   if (!Number.isInteger(o.size) || o.size < 8 || o.size % 8 !== 0) throw new InputError(`bench layers --size must be a multiple of 8 (the VAE's factor), got ${o.size}`);
   if (!Number.isInteger(o.warmup) || o.warmup < 0) throw new InputError(`bench layers --warmup needs an integer >= 0, got ${o.warmup}`);
 }
@@ -94,7 +94,7 @@ const disposable = (ts: Tensor[]) => ts.map((t) => ({ dispose: () => t.dispose()
 
 /** Runs the benchmark; the runtime's profiler is switched on and off around each pass. */
 export async function benchLayers(rt: Runtime, o: LayersOptions): Promise<LayersReport> {
-  checkLayersOptions(o);
+  checkLayersOptions(rt, o);
   const log = o.log ?? (() => undefined);
   log(`probe and the matmul ${MATMUL_CASE} row on ${rt.adapterName}`);
   const kernel = await runBench(rt, {
@@ -102,7 +102,7 @@ export async function benchLayers(rt: Runtime, o: LayersOptions): Promise<Layers
     peer: false, trials: 3, progress: (l) => log(`  ${l}`),
   });
   const matmulRow = kernel.rows[0];
-  if (!matmulRow?.valid || !matmulRow.gflops) throw new InputError(`bench layers: the matmul ${MATMUL_CASE} row failed (${matmulRow?.error ?? 'not run'}); run grounded-sd bench kernels --filter matmul`);
+  if (!matmulRow?.valid || !matmulRow.gflops) throw new GpuError(`bench layers: the matmul ${MATMUL_CASE} row failed (${matmulRow?.error ?? 'not run'}); run grounded-sd bench kernels --filter matmul`);
   const probe = kernel.probe;
   rt.pool.trim();
   rt.pool.resetPeak(); // the probe's copy buffers are not the models' memory
@@ -252,6 +252,7 @@ export async function benchLayers(rt: Runtime, o: LayersOptions): Promise<Layers
       models,
       ops: opTotals(rows, probe),
       notes: [
+        ...(o.dtype === 'f16' ? [`--dtype f16: ${F16_MODELS.join(', ')} store weights and activations in f16 (f32 accumulation, statistics and softmax); the grounding module runs in f32 (it has no f16 path)`] : []),
         `grounding module: ${o.model === 'tiny' ? 'tiny' : 'SD 1.x'} config at its own feature sizes (out_size ${gcfg.out_size}), ${o.classes ?? 2} classes, random weights${o.backward ? '; grounding_backward includes the BCE loss between the passes' : ''}`,
         'FLOPs and bytes are analytic per dispatch (src/bench/cost.ts); host time excludes pipeline creation and includes the profiler\'s own bookkeeping',
         'peak_bytes: the largest pooled GPU allocation total seen during the run (all three SD models resident)',

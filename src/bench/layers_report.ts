@@ -17,6 +17,7 @@ export interface LayerDispatch {
   model: string;
   module: string;
   kernel: string;
+  dtype: 'f32' | 'f16';
   cost: DispatchCost;
   ms: number;
   hostAt: number;
@@ -36,6 +37,7 @@ export function attribute(records: readonly DispatchTiming[], fallback: string):
       model: parts[0] ?? fallback,
       module: parts.length > 1 ? parts[parts.length - 1] : TOP_LEVEL,
       kernel: info?.entry ?? r.label,
+      dtype: info?.dtype ?? 'f32',
       cost,
       ms: r.ms,
       hostAt: r.hostAt,
@@ -63,8 +65,9 @@ export interface LayerRow {
   module: string;
   op: string;
   shape: string;
-  /** Kernel entry point. */
+  /** Kernel entry point and the element type it ran in. */
   kernel: string;
+  dtype: 'f32' | 'f16';
   calls: number;
   ms: number;
   flops: number;
@@ -81,15 +84,15 @@ export interface LayerRow {
 const rate = (x: number, ms: number) => (ms > 0 ? x / 1e6 / ms : 0);
 const roofPct = (flops: number, bytes: number, ms: number, probe: ProbeResult) => (ms > 0 ? (100 * rooflineMs(flops, bytes, probe)) / ms : 0);
 
-/** Rows per (model, module, kernel, shape), in first-dispatch order. */
+/** Rows per (model, module, kernel, dtype, shape), in first-dispatch order. */
 export function buildRows(ds: readonly LayerDispatch[], probe: ProbeResult): LayerRow[] {
   const rows = new Map<string, LayerRow>();
   const modelMs = new Map<string, number>();
   let total = 0;
   for (const d of ds) {
-    const key = [d.model, d.module, d.kernel, d.cost.shape].join('\0');
+    const key = [d.model, d.module, d.kernel, d.dtype, d.cost.shape].join('\0');
     const r = rows.get(key) ?? {
-      model: d.model, module: d.module, op: d.cost.op, shape: d.cost.shape, kernel: d.kernel,
+      model: d.model, module: d.module, op: d.cost.op, shape: d.cost.shape, kernel: d.kernel, dtype: d.dtype,
       calls: 0, ms: 0, flops: 0, bytes: 0, gflops: 0, gbps: 0, roofline_pct: 0, share: 0, model_share: 0,
     };
     r.calls++;

@@ -1,8 +1,8 @@
 // `grounded-sd bench layers`: the CI smoke test (the tiny models with the grounding
 // backward, in-process through the CLI, every field of every row checked, module paths
-// checked against the models' own parameter names), the wall-clock fallback's replay
-// (values and attribution as without it), the --dtype f16 refusal, and the pure
-// arithmetic of the report on made-up dispatches.
+// checked against the models' own parameter names), --dtype f16 (and its refusal without
+// shader-f16), the wall-clock fallback's replay (values and attribution as without it),
+// and the pure arithmetic of the report on made-up dispatches.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import {
 } from '../../src/bench/layers_report.js';
 import type { ProbeResult } from '../../src/bench/report.js';
 import { benchCommand } from '../../src/cli/bench.js';
-import { InputError } from '../../src/gpu/errors.js';
+import { LimitError } from '../../src/gpu/errors.js';
 import { acquireGpu } from '../../src/gpu/device.js';
 import type { DispatchInfo, DispatchTiming } from '../../src/gpu/profiler.js';
 import { Runtime } from '../../src/gpu/runtime.js';
@@ -28,7 +28,7 @@ import { UNet2DConditionModel } from '../../src/models/unet/index.js';
 import { AutoencoderKL } from '../../src/models/vae/vae.js';
 import { Module, namedParams } from '../../src/nn/module.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { randomArray, runtime } from '../helpers.js';
+import { randomArray, requireF16, runtime } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bench-layers-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -55,6 +55,7 @@ describe('bench layers --model tiny --backward (CI smoke test)', () => {
     expect(rows.length).toBeGreaterThan(100);
     for (const r of rows) {
       for (const k of ['model', 'module', 'op', 'shape', 'kernel'] as const) expect(typeof r[k], `${k} of ${JSON.stringify(r)}`).toBe('string');
+      expect(r.dtype).toBe('f32');
       expect(r.module.length).toBeGreaterThan(0);
       for (const k of ROW_NUMBERS) expect(Number.isFinite(r[k]) && r[k] >= 0, `${k} of ${JSON.stringify(r)}`).toBe(true);
       expect(r.share).toBeLessThanOrEqual(1);
@@ -62,7 +63,7 @@ describe('bench layers --model tiny --backward (CI smoke test)', () => {
     }
     expect(rows.reduce((a, r) => a + r.share, 0)).toBeCloseTo(1, 9);
     // Matmul rows: FLOPs = calls * 2*B*M*N*K of the shape they print.
-    const matmuls = rows.filter((r) => r.kernel === 'matmul_forward');
+    const matmuls = rows.filter((r) => r.op === 'matmul');
     expect(matmuls.length).toBeGreaterThan(20);
     for (const r of matmuls) {
       const m = r.shape.match(/^B(\d+) M(\d+) N(\d+) K(\d+)/);
@@ -115,10 +116,36 @@ describe('bench layers --model tiny --backward (CI smoke test)', () => {
     expect(img.height).toBeGreaterThan(100);
   }, 600_000);
 
-  it('refuses --dtype f16 while the models run in f32 only, naming them', async () => {
+  it('--dtype f16 runs the SD models in f16 and the grounding module in f32', async (ctx) => {
     const rt = await runtime();
-    await expect(benchLayers(rt, { model: 'tiny', size: 64, backward: false, dtype: 'f16', warmup: 0 })).rejects.toThrow(InputError);
-    await expect(benchLayers(rt, { model: 'tiny', size: 64, backward: false, dtype: 'f16', warmup: 0 })).rejects.toThrow(/unet.*f32 only.*--dtype f32/);
+    requireF16(rt, ctx);
+    rt.poison = false;
+    const { rows, summary } = await benchLayers(rt, { model: 'tiny', size: 64, backward: false, dtype: 'f16', warmup: 0 });
+    expect(summary.dtype).toBe('f16');
+    const mm = (model: string) => rows.filter((r) => r.model === model && r.op === 'matmul');
+    for (const model of ['text_encoder', 'unet', 'vae_decoder']) {
+      expect(mm(model).length, model).toBeGreaterThan(0);
+      expect(mm(model).every((r) => r.dtype === 'f16'), model).toBe(true);
+    }
+    expect(mm('grounding').length).toBeGreaterThan(0);
+    expect(mm('grounding').every((r) => r.dtype === 'f32')).toBe(true);
+    // f16 bytes: 2 per element of a, b and the output (+ the bias) of the UNet's to_q.
+    const q = mm('unet').find((r) => r.module.endsWith('attn1.to_q'));
+    const [B, M, N, K] = (q?.shape.match(/^B(\d+) M(\d+) N(\d+) K(\d+)/) ?? []).slice(1).map(Number);
+    expect(q?.bytes).toBe((q?.calls ?? 0) * 2 * (B * M * K + K * N + B * M * N));
+    expect(summary.notes.some((n) => n.includes('grounding module runs in f32'))).toBe(true);
+  }, 600_000);
+
+  it('refuses --dtype f16 on an adapter without shader-f16, before running anything', async () => {
+    const rt = new Runtime({ ...(await acquireGpu()), hasF16: false });
+    try {
+      const run = benchLayers(rt, { model: 'tiny', size: 64, backward: false, dtype: 'f16', warmup: 0 });
+      await expect(run).rejects.toThrow(LimitError);
+      await expect(benchLayers(rt, { model: 'tiny', size: 64, backward: false, dtype: 'f16', warmup: 0 })).rejects.toThrow(/shader-f16.*--dtype f32/);
+      expect(rt.recorder.dispatchesTotal).toBe(0);
+    } finally {
+      rt.destroy();
+    }
   });
 });
 
