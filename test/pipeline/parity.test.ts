@@ -10,10 +10,10 @@ import { goldenDir } from '../helpers.js';
 
 const root = goldenDir();
 const dirs = root ? fixtureDirs(root) : [];
-const components = await Promise.all(dirs.map(async (d) => String((await readManifest(d)).component ?? '')));
-const cases = dirs.map((d, i) => ({ name: d.slice((root ?? '').length + 1), dir: d, component: components[i] }));
-const handled = cases.filter((c) => parityHandler(c.component));
-const unhandled = cases.filter((c) => !parityHandler(c.component));
+const manifests = await Promise.all(dirs.map((d) => readManifest(d)));
+const cases = dirs.map((d, i) => ({ name: d.slice((root ?? '').length + 1), dir: d, component: String(manifests[i].component ?? ''), manifest: manifests[i] }));
+const handled = cases.filter((c) => parityHandler(c.component, c.manifest));
+const unhandled = cases.filter((c) => !parityHandler(c.component, c.manifest));
 
 describe('golden parity', () => {
   it.skipIf(!root)('finds the fixture folders', () => {

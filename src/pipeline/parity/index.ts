@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../../gpu/errors.js';
 import { handler as clipText } from './clip_text.js';
+import { isDetectorOpsManifest, runDetectorOpsParity } from './detector_ops.js';
 import { handler as evalMiou } from './eval.js';
 import { handler as grounded } from './grounded.js';
 import { handler as grounding } from './grounding.js';
@@ -17,6 +18,13 @@ import { handler as vae } from './vae.js';
 
 export type { ParityCheck, ParityRow, ParityHandler, ParityMetric } from './types.js';
 
+/** The detector component: the ops unit cases are checked; the Mask R-CNN model fixtures
+ *  (maskrcnn_v1/v2) have no handler yet and stay visible skips. */
+const detector: ParityHandler = {
+  run: (dir, manifest, log) => runDetectorOpsParity(dir, manifest, log),
+  accepts: isDetectorOpsManifest,
+};
+
 /** manifest `component` -> its handler. A component missing here is reported by name. */
 const HANDLERS: Record<string, ParityHandler> = {
   clip_tokenizer: tokenizer,
@@ -28,15 +36,19 @@ const HANDLERS: Record<string, ParityHandler> = {
   grounded,
   eval: evalMiou,
   torch_pickle: torchPickle,
+  detector,
 };
 
 export function parityComponents(): string[] {
   return Object.keys(HANDLERS).sort();
 }
 
-/** The handler for a manifest component, or null when this version has none. */
-export function parityHandler(component: string): ParityHandler | null {
-  return Object.hasOwn(HANDLERS, component) ? HANDLERS[component] : null;
+/** The handler for a manifest component (and, given the manifest, for that fixture kind),
+ *  or null when this version has none. */
+export function parityHandler(component: string, manifest?: Record<string, unknown>): ParityHandler | null {
+  const h = Object.hasOwn(HANDLERS, component) ? HANDLERS[component] : null;
+  if (h && manifest && h.accepts && !h.accepts(manifest)) return null;
+  return h;
 }
 
 /** Every fixture folder at or below `root` (a folder holding manifest.json), sorted. */
@@ -87,7 +99,7 @@ export interface ParityReport {
 export async function runParity(dir: string, log: (msg: string) => void = () => {}): Promise<ParityReport> {
   const manifest = await readManifest(dir);
   const component = String(manifest.component ?? '');
-  const handler = parityHandler(component);
+  const handler = parityHandler(component, manifest);
   if (!handler) throw new NoHandlerError(dir, component);
   const checks = await handler.run(dir, manifest, log);
   const rows = checks.map(evaluate);

@@ -40,6 +40,9 @@ export interface ParityOptions {
 export interface ParityHandler {
   /** Runs the fixture in `dir` and returns the checks (throws if it cannot run). */
   run(dir: string, manifest: Record<string, unknown>, log: (msg: string) => void, opts?: ParityOptions): Promise<ParityCheck[]>;
+  /** For a component whose fixture kinds arrive one by one: whether this handler checks
+   *  the fixture (absent: every fixture of the component). */
+  accepts?(manifest: Record<string, unknown>): boolean;
 }
 
 export function evaluate(c: ParityCheck): ParityRow {
