@@ -102,10 +102,11 @@ class CLIPEncoderLayer extends Module {
     this.layer_norm2 = new LayerNorm(c.hidden_size, c.layer_norm_eps);
   }
   forward(x: Tensor): Tensor {
-    return moduleScope(this, x.rt, () => {
+    // Its own scope: the layer's projections and MLP states are freed when it returns.
+    return moduleScope(this, x.rt, () => scope(() => {
       const h = this.self_attn.forward(this.layer_norm1.forward(x), x);
       return this.mlp.forward(this.layer_norm2.forward(h), h);
-    });
+    }));
   }
 }
 
@@ -188,8 +189,10 @@ export class CLIPTextModel extends Module {
       const hidden: Tensor[] = [];
       if (opts.hiddenStates) hidden.push(x);
       for (const layer of tm.encoder.layers) {
-        x = layer.forward(x);
-        if (opts.hiddenStates) hidden.push(x);
+        const next = layer.forward(x);
+        if (opts.hiddenStates) hidden.push(next);
+        else x.dispose();
+        x = next;
       }
       const last = cast(tm.final_layer_norm.forward(x), 'f32');
       // Legacy pooling: the first position of the largest id (EOS) in each row.
