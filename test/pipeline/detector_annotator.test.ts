@@ -4,13 +4,20 @@
 // masks), the class -> COCO label mapping (VOC names, custom aliases, refusals), and the
 // official rule (top-scoring instance per class, score >= 0.05, mask > 0.5) on
 // hand-built detections.
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { InputError } from '../../src/gpu/errors.js';
+import { writeSafetensors } from '../../src/io/safetensors.js';
+import { generateTensor, generatedUniforms, type GeneratedTensorSpec } from '../../src/models/detector/generated_weights.js';
+import { loadMaskRCNN } from '../../src/models/detector/load.js';
 import { COCO_CATEGORIES } from '../../src/models/detector/categories.js';
 import type { DetectionResult } from '../../src/models/detector/maskrcnn.js';
-import { cocoLabelsFor, officialMasks } from '../../src/pipeline/annotate/detector.js';
+import { cocoLabelsFor, detectorAnnotator, officialMasks } from '../../src/pipeline/annotate/detector.js';
 import { countsFromString, rleToMask } from '../../src/pipeline/annotate/rle.js';
 import { countsToString, encodeRle, maskToCounts } from '../../src/pipeline/annotate/rle_encode.js';
-import { rng } from '../helpers.js';
+import { goldenDir, rng, runtime } from '../helpers.js';
 
 describe('COCO RLE encoder', () => {
   it('writes the compressed strings maskApi.c writes', () => {
@@ -82,5 +89,45 @@ describe('detector annotator rule', () => {
     expect(Array.from(out.get('person') ?? [])).toEqual(expectMask([3 * W + 5]));
     expect(out.get('sofa')).toBeNull();
     expect([...out.keys()]).toEqual(['dog', 'cat', 'person', 'sofa']);
+  });
+});
+
+describe('detector annotator on the full v1 model', () => {
+  const dir = goldenDir('detector/maskrcnn_v1');
+  const tmp = mkdtempSync(join(tmpdir(), 'det-annot-'));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it.skipIf(!dir)('refuses unmapped classes up front; annotate applies the rule to the model\'s detections', async () => {
+    const rt = await runtime();
+    const m = JSON.parse(readFileSync(join(dir as string, 'manifest.json'), 'utf8')) as { weights: { seed: number; tensors: Record<string, GeneratedTensorSpec> } };
+    const ckpt = join(tmp, 'v1.safetensors');
+    await writeSafetensors(ckpt, Object.fromEntries(Object.entries(m.weights.tensors).map(([n, spec]) => [n, { dtype: 'F32' as const, shape: spec.shape, data: generateTensor(n, spec, m.weights.seed) }])));
+    const [W, H] = [64, 48];
+    const rgb = generatedUniforms('annotator.image', 1, 3 * H * W);
+    const rgba = new Uint8Array(W * H * 4);
+    const sizes = { minSize: 96, maxSize: 128 };
+    const annotator = await detectorAnnotator(rt, { checkpoint: ckpt, ...sizes });
+    const model = await loadMaskRCNN(rt, ckpt, { config: { min_size: 96, max_size: 128 } });
+    try {
+      expect(annotator.identity).toMatchObject({ annotator: 'detector', model: 'maskrcnn_resnet50_fpn', score_threshold: 0.05, mask_threshold: 0.5 });
+      expect(String(annotator.identity.sha256)).toMatch(/^[0-9a-f]{64}$/);
+      await expect(annotator.prepare?.([{ id: 's0', classes: ['dog', 'puppy', 'gadget'] }])).rejects.toThrow(InputError);
+      await expect(annotator.prepare?.([{ id: 's0', classes: ['dog', 'puppy'] }])).rejects.toThrow(/'puppy'/);
+      await annotator.prepare?.([{ id: 's0', classes: ['aeroplane', 'tvmonitor', 'person'] }]);
+      // Every class the model detected plus one it did not: the rule on the model's own output.
+      const [det] = await model.detect(rt, [{ width: W, height: H, rgb }]);
+      expect(det.scores.length).toBeGreaterThan(0);
+      const found = [...new Set(Array.from(det.labels))].map((l) => COCO_CATEGORIES[l]).filter((c) => c !== 'N/A');
+      const missing = COCO_CATEGORIES.find((c, l) => l > 0 && c !== 'N/A' && !det.labels.includes(l)) as string;
+      const classes = [...found.slice(0, 3), missing];
+      const got = await annotator.annotate({ id: 's0', image: { width: W, height: H, rgb, rgba }, classes, prompt: '' });
+      const want = officialMasks(det, classes, (c) => cocoLabelsFor(c), 0.05, 0.5);
+      expect([...got.keys()]).toEqual(classes);
+      expect(got.get(missing)).toBeNull();
+      for (const c of classes) expect(got.get(c) && Array.from(got.get(c) as Uint8Array), c).toEqual(want.get(c) && Array.from(want.get(c) as Uint8Array));
+    } finally {
+      annotator.dispose();
+      model.dispose();
+    }
   });
 });

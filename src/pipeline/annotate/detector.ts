@@ -30,6 +30,9 @@ export interface DetectorAnnotatorOptions {
   maskThreshold?: number;
   /** Extra names: vocabulary class -> the COCO category names that count as it. */
   aliases?: Readonly<Record<string, readonly string[]>>;
+  /** The transform's resize bounds (torchvision's 800 / 1333 by default). */
+  minSize?: number;
+  maxSize?: number;
 }
 
 /** COCO labels per vocabulary class, by name (COCO <-> VOC names and aliases included). */
@@ -119,7 +122,12 @@ export async function detectorAnnotator(rt: Runtime, opts: DetectorAnnotatorOpti
   }
   const digest = await sha256File(opts.checkpoint);
   // The model's own box_score_thresh must not drop instances the rule keeps.
-  const model = await loadMaskRCNN(rt, opts.checkpoint, { arch: opts.arch, config: { box_score_thresh: Math.min(score, DETECTOR_SCORE_THRESHOLD) } });
+  const config = {
+    box_score_thresh: Math.min(score, DETECTOR_SCORE_THRESHOLD),
+    ...(opts.minSize !== undefined ? { min_size: opts.minSize } : {}),
+    ...(opts.maxSize !== undefined ? { max_size: opts.maxSize } : {}),
+  };
+  const model = await loadMaskRCNN(rt, opts.checkpoint, { arch: opts.arch, config });
   const identity = {
     annotator: 'detector', model: `maskrcnn_resnet50_fpn${model.cfg.arch === 'v2' ? '_v2' : ''}`, checkpoint: digest.path, sha256: digest.sha256,
     score_threshold: score, mask_threshold: maskThreshold, min_size: model.cfg.min_size, max_size: model.cfg.max_size, aliases: opts.aliases ?? {},
