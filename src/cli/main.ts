@@ -8,6 +8,7 @@ import { benchCommand } from './bench.js';
 import { convertCommand } from './convert.js';
 import { datasetCommand } from './dataset.js';
 import { demoCommand } from './demo.js';
+import { detectCommand } from './detect.js';
 import { evalCommand } from './eval.js';
 import { exportCommand } from './export.js';
 import { generateCommand } from './generate.js';
@@ -37,6 +38,7 @@ const commands: Record<string, Command> = {
   dataset: datasetCommand,
   synth: synthCommand,
   export: exportCommand,
+  detect: detectCommand,
 };
 
 function help(): string {
