@@ -54,6 +54,9 @@ export interface GpuContext {
 }
 
 let globalsInstalled = false;
+/** Instances no longer in use (released devices, the subgroup-matrix probe); kept so that
+ *  they are never collected (see release()). */
+const RELEASED_INSTANCES: GPU[] = [];
 function installGlobals(): void {
   if (globalsInstalled) return;
   Object.assign(globalThis, globals);
@@ -167,6 +170,10 @@ export async function acquireGpu(opts: DeviceOptions = {}): Promise<GpuContext> 
     variants,
     release() {
       device.destroy();
+      // The instance stays referenced for the life of the process: letting Dawn's instance
+      // be garbage-collected after its device was destroyed aborts the process later, at
+      // whatever moment the collector runs (dawn.node, seen on lavapipe).
+      if (gpu) RELEASED_INSTANCES.push(gpu);
       gpu = null;
     },
   };
@@ -192,6 +199,7 @@ export async function probeSubgroupMatrix(opts: DeviceOptions = {}): Promise<Sub
   installGlobals();
   const choice = opts.adapter ?? debugFlags().adapter ?? 'auto';
   const gpu = create(dawnFlags({ ...opts, dawnToggles: [...(opts.dawnToggles ?? []), 'allow_unsafe_apis'] }));
+  RELEASED_INSTANCES.push(gpu);
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance', forceFallbackAdapter: choice === 'software' });
   const none: SubgroupMatrixReport = { feature: SUBGROUP_MATRIX, available: false, configs: [] };
   if (!adapter) return none;
