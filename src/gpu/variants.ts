@@ -29,6 +29,11 @@ export const VARIANTS = {
    *  every key (attention.wgsl); per_tile takes one max and one rescale per key tile,
    *  the tile's scores kept in workgroup memory (attention_tiled.wgsl). */
   attention: ['per_key', 'per_tile'],
+  /** The conv2d forward: direct tiles 8 output channels x 4 adjacent columns of one output
+   *  row per thread over the rows of one image (conv2d.wgsl); igemm is an implicit GEMM
+   *  with 8 pixels (flattened over batch and rows) per workgroup and 4 channels per lane
+   *  (conv2d_igemm.wgsl); auto picks between them per shape (nn/conv2d.ts). */
+  conv2d: ['auto', 'direct', 'igemm'],
 } as const;
 
 export type VariantFamily = keyof typeof VARIANTS;
@@ -50,9 +55,9 @@ export interface VariantDevice {
 
 /** The variants an adapter runs unless told otherwise. */
 export function defaultVariants(dev: VariantDevice): VariantChoice {
-  if (dev.software) return { matmul: 'rows8', softmax: 'tree', group_norm: 'tree', layer_norm: 'tree', attention: 'per_key' };
+  if (dev.software) return { matmul: 'rows8', softmax: 'tree', group_norm: 'tree', layer_norm: 'tree', attention: 'per_key', conv2d: 'auto' };
   const reduction = dev.features.has('subgroups') ? 'subgroup' : 'tree';
-  return { matmul: 'tiled', softmax: reduction, group_norm: reduction, layer_norm: reduction, attention: 'per_tile' };
+  return { matmul: 'tiled', softmax: reduction, group_norm: reduction, layer_norm: reduction, attention: 'per_tile', conv2d: 'auto' };
 }
 
 /** Parses 'matmul=tiled,softmax=subgroup' (GROUNDED_SD_VARIANTS) into overrides. */
@@ -93,6 +98,8 @@ export class KernelVariants {
   set layer_norm(v: VariantName<'layer_norm'>) { this.set('layer_norm', v); }
   get attention(): VariantName<'attention'> { return this.chosen.attention; }
   set attention(v: VariantName<'attention'>) { this.set('attention', v); }
+  get conv2d(): VariantName<'conv2d'> { return this.chosen.conv2d; }
+  set conv2d(v: VariantName<'conv2d'>) { this.set('conv2d', v); }
 
   /** Whether this device can run the variant (its feature was requested). */
   supports(name: string): boolean {
