@@ -2,8 +2,9 @@
 // JPEGImages folder of a PASCAL VOC export: VOC loaders (torchvision VOCSegmentation,
 // mmsegmentation's PascalVOCDataset) look for <id>.jpg.
 //
-// Choices: YCbCr per JFIF 1.02 (full range), no chroma subsampling (4:4:4: label maps are
-// pixel-exact, so colour edges stay where the labels are), the example quantisation tables
+// Choices: YCbCr per JFIF 1.02 (full range), no chroma subsampling by default (4:4:4: label
+// maps are pixel-exact, so colour edges stay where the labels are; options give 4:2:2,
+// 4:2:0, 4:4:0, grey and restart intervals), the example quantisation tables
 // of T.81 Annex K.1 scaled by quality as libjpeg does (q < 50: 5000/q %, else 200-2q %),
 // the example Huffman tables of Annex K.3, a float DCT computed from its definition
 // (separable 8-point cosine sums), blocks past the image's right and bottom edges padded
@@ -112,6 +113,12 @@ class BitWriter {
     }
     this.buf[this.size++] = b;
   }
+  /** Pads to a byte boundary with 1-bits and writes marker 0xFF `m` (not stuffed). */
+  marker(m: number): void {
+    if (this.n > 0) this.put((1 << (8 - this.n)) - 1, 8 - this.n);
+    this.byte(0xff);
+    this.byte(m);
+  }
   /** Pads the last byte with 1-bits (F.1.2.3) and returns everything written. */
   finish(): Uint8Array {
     if (this.n > 0) this.put((1 << (8 - this.n)) - 1, 8 - this.n);
@@ -156,26 +163,47 @@ function segment(marker: number, body: number[]): number[] {
   return [0xff, marker, (body.length + 2) >> 8, (body.length + 2) & 0xff, ...body];
 }
 
+/** Options of encodeJpeg beyond the defaults (4:4:4 YCbCr, no restart markers), for
+ *  producing the other layouts cameras and libraries write (the decoder's tests use them). */
+export interface JpegEncodeOptions {
+  /** Luma sampling factors [h, v] against chroma 1x1: [1, 1] 4:4:4 (default), [2, 1] 4:2:2,
+   *  [2, 2] 4:2:0, [1, 2] 4:4:0. Chroma is the box average of the h x v pixels it covers. */
+  sampling?: readonly [number, number];
+  /** A restart marker (RSTn) every this many MCUs (DRI); 0 (default): none. */
+  restartInterval?: number;
+  /** One component (the luma of the pixels) instead of YCbCr. */
+  grey?: boolean;
+}
+
 /** A baseline JPEG of RGBA pixels [height, width, 4] (alpha ignored) at `quality` 1..100. */
-export function encodeJpeg(rgba: Uint8Array, width: number, height: number, quality = 95): Uint8Array {
+export function encodeJpeg(rgba: Uint8Array, width: number, height: number, quality = 95, options: JpegEncodeOptions = {}): Uint8Array {
   if (!Number.isSafeInteger(width) || !Number.isSafeInteger(height) || width < 1 || height < 1 || width > 65535 || height > 65535) {
     throw new InputError(`JPEG: image size ${width}x${height} must be 1..65535 on each side`);
   }
   if (rgba.length !== width * height * 4) throw new InputError(`JPEG: ${rgba.length} bytes given for a ${width}x${height} RGBA image (${width * height * 4})`);
   if (!Number.isInteger(quality) || quality < 1 || quality > 100) throw new InputError(`JPEG quality ${quality} must be an integer in 1..100`);
-  const qTables = [qualityTable(LUMA_Q, quality), qualityTable(CHROMA_Q, quality)];
-  const specs = [[DC_LUMA, AC_LUMA], [DC_CHROMA, AC_CHROMA]] as const;
+  const grey = options.grey ?? false;
+  const [hs, vs] = grey ? [1, 1] : (options.sampling ?? [1, 1]);
+  if (![1, 2].includes(hs) || ![1, 2].includes(vs)) throw new InputError(`JPEG sampling ${hs}x${vs} must be 1 or 2 on each axis`);
+  const ri = options.restartInterval ?? 0;
+  if (!Number.isInteger(ri) || ri < 0 || ri > 65535) throw new InputError(`JPEG restart interval ${ri} must be an integer in 0..65535`);
+  const nComp = grey ? 1 : 3;
+  const qTables = [qualityTable(LUMA_Q, quality), qualityTable(CHROMA_Q, quality)].slice(0, nComp === 1 ? 1 : 2);
+  const specs = ([[DC_LUMA, AC_LUMA], [DC_CHROMA, AC_CHROMA]] as const).slice(0, nComp === 1 ? 1 : 2);
   const codes = specs.map(([dc, ac]) => [huffCodes(dc), huffCodes(ac)]);
 
   const header: number[] = [0xff, 0xd8];
   header.push(...segment(0xe0, [0x4a, 0x46, 0x49, 0x46, 0, 1, 2, 0, 0, 1, 0, 1, 0, 0])); // JFIF 1.02, aspect 1:1, no thumbnail
   qTables.forEach((t, id) => header.push(...segment(0xdb, [id, ...ZIGZAG.map((k) => t[k])])));
-  header.push(...segment(0xc0, [8, height >> 8, height & 0xff, width >> 8, width & 0xff, 3, 1, 0x11, 0, 2, 0x11, 1, 3, 0x11, 1]));
+  const lumaHv = (hs << 4) | vs;
+  const sofComps = grey ? [1, 0x11, 0] : [1, lumaHv, 0, 2, 0x11, 1, 3, 0x11, 1];
+  header.push(...segment(0xc0, [8, height >> 8, height & 0xff, width >> 8, width & 0xff, nComp, ...sofComps]));
   specs.forEach(([dc, ac], id) => {
     header.push(...segment(0xc4, [0x00 | id, ...dc.bits, ...dc.vals]));
     header.push(...segment(0xc4, [0x10 | id, ...ac.bits, ...ac.vals]));
   });
-  header.push(...segment(0xda, [3, 1, 0x00, 2, 0x11, 3, 0x11, 0, 63, 0]));
+  if (ri > 0) header.push(...segment(0xdd, [ri >> 8, ri & 0xff]));
+  header.push(...segment(0xda, grey ? [1, 1, 0x00, 0, 63, 0] : [3, 1, 0x00, 2, 0x11, 3, 0x11, 0, 63, 0]));
 
   const bw = new BitWriter();
   const prevDc = [0, 0, 0];
@@ -183,47 +211,85 @@ export function encodeJpeg(rgba: Uint8Array, width: number, height: number, qual
   const coef = new Float64Array(64);
   const tmp = new Float64Array(64);
   const zz = new Int32Array(64);
-  for (let by = 0; by < height; by += 8) {
-    for (let bx = 0; bx < width; bx += 8) {
-      for (let y = 0; y < 8; y++) {
-        const py = Math.min(by + y, height - 1);
-        for (let x = 0; x < 8; x++) {
-          const p = (py * width + Math.min(bx + x, width - 1)) * 4;
-          const [r, g, b] = [rgba[p], rgba[p + 1], rgba[p + 2]];
-          // JFIF: Y, Cb, Cr in 0..255, level-shifted by -128 for the DCT.
-          block[0][y * 8 + x] = 0.299 * r + 0.587 * g + 0.114 * b - 128;
-          block[1][y * 8 + x] = -0.168736 * r - 0.331264 * g + 0.5 * b;
-          block[2][y * 8 + x] = 0.5 * r - 0.418688 * g - 0.081312 * b;
+  /** Quantises, and Huffman-codes one block of component c (0: luma, 1, 2: chroma). */
+  const codeBlock = (c: number, src: Float64Array) => {
+    const t = c === 0 ? 0 : 1;
+    const q = qTables[t];
+    const [dcCodes, acCodes] = codes[t];
+    fdct(src, coef, tmp);
+    for (let k = 0; k < 64; k++) zz[k] = Math.round(coef[ZIGZAG[k]] / q[ZIGZAG[k]]);
+    const diff = zz[0] - prevDc[c];
+    prevDc[c] = zz[0];
+    const [ds, dbits] = category(diff);
+    bw.put(dcCodes.code[ds], dcCodes.len[ds]);
+    if (ds) bw.put(dbits, ds);
+    let run = 0;
+    for (let k = 1; k < 64; k++) {
+      if (zz[k] === 0) {
+        run++;
+        continue;
+      }
+      while (run > 15) {
+        bw.put(acCodes.code[0xf0], acCodes.len[0xf0]);
+        run -= 16;
+      }
+      const [s, bits] = category(zz[k]);
+      const sym = (run << 4) | s;
+      bw.put(acCodes.code[sym], acCodes.len[sym]);
+      bw.put(bits, s);
+      run = 0;
+    }
+    if (run > 0) bw.put(acCodes.code[0x00], acCodes.len[0x00]);
+  };
+  const mcuW = 8 * hs;
+  const mcuH = 8 * vs;
+  const mcusX = Math.ceil(width / mcuW);
+  const mcusY = Math.ceil(height / mcuH);
+  let mcu = 0;
+  let restarts = 0;
+  for (let by = 0; by < height; by += mcuH) {
+    for (let bx = 0; bx < width; bx += mcuW) {
+      // Luma blocks of the MCU, left to right then top to bottom (T.81 A.2.3).
+      for (let v = 0; v < vs; v++) {
+        for (let h = 0; h < hs; h++) {
+          for (let y = 0; y < 8; y++) {
+            const py = Math.min(by + v * 8 + y, height - 1);
+            for (let x = 0; x < 8; x++) {
+              const p = (py * width + Math.min(bx + h * 8 + x, width - 1)) * 4;
+              const [r, g, b] = [rgba[p], rgba[p + 1], rgba[p + 2]];
+              // JFIF: Y, Cb, Cr in 0..255, level-shifted by -128 for the DCT.
+              block[0][y * 8 + x] = 0.299 * r + 0.587 * g + 0.114 * b - 128;
+            }
+          }
+          codeBlock(0, block[0]);
         }
       }
-      for (let c = 0; c < 3; c++) {
-        const t = c === 0 ? 0 : 1;
-        const q = qTables[t];
-        const [dcCodes, acCodes] = codes[t];
-        fdct(block[c], coef, tmp);
-        for (let k = 0; k < 64; k++) zz[k] = Math.round(coef[ZIGZAG[k]] / q[ZIGZAG[k]]);
-        const diff = zz[0] - prevDc[c];
-        prevDc[c] = zz[0];
-        const [ds, dbits] = category(diff);
-        bw.put(dcCodes.code[ds], dcCodes.len[ds]);
-        if (ds) bw.put(dbits, ds);
-        let run = 0;
-        for (let k = 1; k < 64; k++) {
-          if (zz[k] === 0) {
-            run++;
-            continue;
+      if (!grey) {
+        for (let y = 0; y < 8; y++) {
+          for (let x = 0; x < 8; x++) {
+            let cb = 0;
+            let cr = 0;
+            for (let v = 0; v < vs; v++) {
+              const py = Math.min(by + y * vs + v, height - 1);
+              for (let h = 0; h < hs; h++) {
+                const p = (py * width + Math.min(bx + x * hs + h, width - 1)) * 4;
+                const [r, g, b] = [rgba[p], rgba[p + 1], rgba[p + 2]];
+                cb += -0.168736 * r - 0.331264 * g + 0.5 * b;
+                cr += 0.5 * r - 0.418688 * g - 0.081312 * b;
+              }
+            }
+            block[1][y * 8 + x] = cb / (hs * vs);
+            block[2][y * 8 + x] = cr / (hs * vs);
           }
-          while (run > 15) {
-            bw.put(acCodes.code[0xf0], acCodes.len[0xf0]);
-            run -= 16;
-          }
-          const [s, bits] = category(zz[k]);
-          const sym = (run << 4) | s;
-          bw.put(acCodes.code[sym], acCodes.len[sym]);
-          bw.put(bits, s);
-          run = 0;
         }
-        if (run > 0) bw.put(acCodes.code[0x00], acCodes.len[0x00]);
+        codeBlock(1, block[1]);
+        codeBlock(2, block[2]);
+      }
+      mcu++;
+      if (ri > 0 && mcu % ri === 0 && mcu < mcusX * mcusY) {
+        // T.81 F.1.2.3: byte-align with 1-bits, RSTn (n counting modulo 8), DC predictions reset.
+        bw.marker(0xd0 + (restarts++ % 8));
+        prevDc.fill(0);
       }
     }
   }

@@ -1,0 +1,411 @@
+// JPEG decoder tests. References, written in this file from T.81 and JFIF, not from the
+// decoder: a direct float64 2-D cosine sum for the inverse DCT; a float64 model of what a
+// correct decoder returns for our encoder's 4:4:4 output (forward DCT by the 2-D sum,
+// quantisation, inverse DCT by the 2-D sum, JFIF colour equations); worst-case error
+// bounds derived from the quantisation tables; and the original pixels, with bounds that
+// account for chroma subsampling.
+import { describe, expect, it } from 'vitest';
+import { InputError } from '../../src/gpu/errors.js';
+import { encodeJpeg, JPEG_BASE_TABLES, qualityTable, type JpegEncodeOptions } from '../../src/io/jpeg.js';
+import { decodeJpeg, idct8x8 } from '../../src/io/jpeg_decode.js';
+import { rng } from '../helpers.js';
+
+/** C(u)/2 cos((2x+1) u pi / 16). */
+const basis = (u: number, x: number) => ((u === 0 ? Math.SQRT1_2 : 1) / 2) * Math.cos(((2 * x + 1) * u * Math.PI) / 16);
+
+/** F(v, u) = sum_y sum_x basis(v, y) basis(u, x) f(y, x), both indices natural order. */
+function refFdct(f: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(64);
+  for (let v = 0; v < 8; v++) {
+    for (let u = 0; u < 8; u++) {
+      let s = 0;
+      for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) s += basis(v, y) * basis(u, x) * f[y * 8 + x];
+      out[v * 8 + u] = s;
+    }
+  }
+  return out;
+}
+
+/** f(y, x) = sum_v sum_u basis(v, y) basis(u, x) F(v, u). */
+function refIdct(c: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(64);
+  for (let y = 0; y < 8; y++) {
+    for (let x = 0; x < 8; x++) {
+      let s = 0;
+      for (let v = 0; v < 8; v++) for (let u = 0; u < 8; u++) s += basis(v, y) * basis(u, x) * c[v * 8 + u];
+      out[y * 8 + x] = s;
+    }
+  }
+  return out;
+}
+
+const clamp255 = (v: number) => Math.min(255, Math.max(0, Math.round(v)));
+
+/** JFIF forward colour transform of one pixel, chroma centred on 0 (not +128). */
+function ycc(r: number, g: number, b: number): [number, number, number] {
+  return [0.299 * r + 0.587 * g + 0.114 * b, -0.168736 * r - 0.331264 * g + 0.5 * b, 0.5 * r - 0.418688 * g - 0.081312 * b];
+}
+
+function toRgb(y: number, cb: number, cr: number): [number, number, number] {
+  return [y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb];
+}
+
+/** Random RGBA pixels (alpha 255) with some smooth structure and some noise. */
+function randomImage(w: number, h: number, seed: number): Uint8Array {
+  const r = rng(seed);
+  const px = new Uint8Array(w * h * 4);
+  const f = [r() * 0.5, r() * 0.5, r() * 0.5];
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const p = (y * w + x) * 4;
+      for (let c = 0; c < 3; c++) px[p + c] = clamp255(128 + 90 * Math.sin(f[c] * x + (c + 1) * 0.3 * y) + 40 * (r() - 0.5));
+      px[p + 3] = 255;
+    }
+  }
+  return px;
+}
+
+/** What a correct decoder returns for encodeJpeg(px, w, h, q) (4:4:4), in float64: per
+ *  component plane (edges replicated to whole blocks), quantised 2-D-sum DCT, inverse 2-D
+ *  sum, samples rounded and clamped, then the JFIF inverse colour transform. */
+function refDecode444(px: Uint8Array, w: number, h: number, q: number): Uint8Array {
+  const tables = [qualityTable(JPEG_BASE_TABLES.LUMA_Q, q), qualityTable(JPEG_BASE_TABLES.CHROMA_Q, q)];
+  const planes = [0, 1, 2].map(() => new Float64Array(w * h));
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const p = (y * w + x) * 4;
+      const v = ycc(px[p], px[p + 1], px[p + 2]);
+      planes[0][y * w + x] = v[0] - 128;
+      planes[1][y * w + x] = v[1];
+      planes[2][y * w + x] = v[2];
+    }
+  }
+  const dec = planes.map(() => new Float64Array(w * h));
+  for (let c = 0; c < 3; c++) {
+    const qt = tables[c === 0 ? 0 : 1];
+    for (let by = 0; by < h; by += 8) {
+      for (let bx = 0; bx < w; bx += 8) {
+        const blk = new Float64Array(64);
+        for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) blk[y * 8 + x] = planes[c][Math.min(by + y, h - 1) * w + Math.min(bx + x, w - 1)];
+        const F = refFdct(blk).map((v, i) => Math.round(v / qt[i]) * qt[i]);
+        const f = refIdct(F);
+        for (let y = 0; y < 8 && by + y < h; y++) for (let x = 0; x < 8 && bx + x < w; x++) dec[c][(by + y) * w + bx + x] = clamp255(f[y * 8 + x] + 128);
+      }
+    }
+  }
+  const out = new Uint8Array(w * h * 4);
+  for (let i = 0; i < w * h; i++) {
+    const rgb = toRgb(dec[0][i], dec[1][i] - 128, dec[2][i] - 128);
+    for (let c = 0; c < 3; c++) out[4 * i + c] = clamp255(rgb[c]);
+    out[4 * i + 3] = 255;
+  }
+  return out;
+}
+
+/** Worst-case |decoded sample - original sample| of one component at block position (x, y)
+ *  for quantisation table `qt` (natural order): each coefficient is off by at most q/2 after
+ *  dequantising, so the sample is off by at most sum_uv q_uv/2 |basis(v,y) basis(u,x)|,
+ *  plus 0.5 for rounding the sample. */
+function sampleBound(qt: readonly number[]): Float64Array {
+  const out = new Float64Array(64);
+  for (let y = 0; y < 8; y++) {
+    for (let x = 0; x < 8; x++) {
+      let s = 0.5;
+      for (let v = 0; v < 8; v++) for (let u = 0; u < 8; u++) s += (qt[v * 8 + u] / 2) * Math.abs(basis(v, y) * basis(u, x));
+      out[y * 8 + x] = s;
+    }
+  }
+  return out;
+}
+
+/** Per-channel worst-case |decoded - original| of RGB through YCbCr: |dR| <= eY + 1.402 eCr,
+ *  |dG| <= eY + 0.344136 eCb + 0.714136 eCr, |dB| <= eY + 1.772 eC, + 0.5 for rounding. */
+function rgbBound(eY: number, eC: number): [number, number, number] {
+  return [eY + 1.402 * eC + 0.5, eY + (0.344136 + 0.714136) * eC + 0.5, eY + 1.772 * eC + 0.5];
+}
+
+function maxDiff(a: Uint8Array, b: Uint8Array): { max: number; nonzero: number } {
+  let max = 0;
+  let nonzero = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (d > max) max = d;
+    if (d) nonzero++;
+  }
+  return { max, nonzero };
+}
+
+describe('jpeg decoder: inverse DCT', () => {
+  it('idct8x8 equals the direct float64 2-D cosine sum on random coefficients', () => {
+    const r = rng(11);
+    const out = new Float64Array(64);
+    const tmp = new Float64Array(64);
+    for (let t = 0; t < 20; t++) {
+      const c = new Float64Array(64);
+      for (let i = 0; i < 64; i++) c[i] = (r() - 0.5) * (i === 0 ? 2000 : 400 / (1 + i / 8));
+      if (t % 4 === 1) c.fill(0, 8); // rows that are all zero take the skip path
+      idct8x8(c, out, tmp);
+      const ref = refIdct(c);
+      for (let i = 0; i < 64; i++) expect(Math.abs(out[i] - 128 - ref[i]), `block ${t} sample ${i}`).toBeLessThan(1e-9);
+    }
+  });
+});
+
+describe('jpeg decoder: our encoder, 4:4:4', () => {
+  const sizes: [number, number][] = [
+    [1, 1],
+    [7, 13],
+    [33, 17],
+  ];
+  for (const [w, h] of sizes) {
+    for (const q of [100, 95, 75, 30, 5]) {
+      it(`${w}x${h} q=${q}: the float64 reference decode, and within the derived bound of the original`, () => {
+        const px = randomImage(w, h, w * 100 + q);
+        const jpg = encodeJpeg(px, w, h, q);
+        const dec = decodeJpeg(jpg);
+        expect([dec.width, dec.height]).toEqual([w, h]);
+        // Against the float64 model of the same stream: equal, but for rounding ties
+        // (a sample or channel landing within float error of .5) that may go either way.
+        const ref = refDecode444(px, w, h, q);
+        const d = maxDiff(dec.rgba, ref);
+        expect(d.max, `max |decoded - reference|`).toBeLessThanOrEqual(1);
+        expect(d.nonzero, `samples off by 1`).toBeLessThanOrEqual(Math.ceil(dec.rgba.length * 0.002));
+        // Against the original: the worst case from the quantisation tables.
+        const by = sampleBound(qualityTable(JPEG_BASE_TABLES.LUMA_Q, q));
+        const bc = sampleBound(qualityTable(JPEG_BASE_TABLES.CHROMA_Q, q));
+        for (let y = 0; y < h; y++) {
+          for (let x = 0; x < w; x++) {
+            const bound = rgbBound(by[(y % 8) * 8 + (x % 8)], bc[(y % 8) * 8 + (x % 8)]);
+            for (let c = 0; c < 3; c++) {
+              const p = (y * w + x) * 4 + c;
+              expect(Math.abs(dec.rgba[p] - px[p]), `(${x}, ${y}) channel ${c}`).toBeLessThanOrEqual(bound[c]);
+            }
+            expect(dec.rgba[(y * w + x) * 4 + 3]).toBe(255);
+          }
+        }
+        if (q === 100) {
+          // q = 100 (every step 1): a few levels at most.
+          expect(maxDiff(dec.rgba, px).max).toBeLessThanOrEqual(4);
+        }
+      });
+    }
+  }
+});
+
+/** Pixels whose chroma is a linear ramp (which a 2x box average and the triangular
+ *  upsampling reproduce away from the edges) and whose luma is textured. */
+function rampImage(w: number, h: number, seed: number): Uint8Array {
+  const r = rng(seed);
+  const px = new Uint8Array(w * h * 4);
+  const [ax, ay, bx, by] = [r() * 2 - 1, r() * 2 - 1, r() * 2 - 1, r() * 2 - 1].map((v) => (v * 30) / Math.max(w, h));
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const Y = 128 + 50 * Math.sin(0.9 * x + 0.4 * y) + 8 * (r() - 0.5);
+      const cb = ax * (x - w / 2) + ay * (y - h / 2);
+      const cr = bx * (x - w / 2) + by * (y - h / 2);
+      const rgb = toRgb(Y, cb, cr);
+      const p = (y * w + x) * 4;
+      for (let c = 0; c < 3; c++) px[p + c] = clamp255(rgb[c]);
+      px[p + 3] = 255;
+    }
+  }
+  return px;
+}
+
+describe('jpeg decoder: chroma subsampling, grey, restart markers', () => {
+  const layouts: [string, [number, number]][] = [
+    ['4:2:0', [2, 2]],
+    ['4:2:2', [2, 1]],
+    ['4:4:0', [1, 2]],
+  ];
+  for (const [name, sampling] of layouts) {
+    for (const [w, h] of [
+      [33, 17],
+      [7, 13],
+      [40, 24],
+    ] as [number, number][]) {
+      it(`${name} ${w}x${h} q=100: luma exact to the 4:4:4 bound, chroma to the ramp bound`, () => {
+        const px = rampImage(w, h, w + h * 7 + sampling[0] * 3 + sampling[1]);
+        const dec = decodeJpeg(encodeJpeg(px, w, h, 100, { sampling }));
+        expect([dec.width, dec.height]).toEqual([w, h]);
+        const eQ = sampleBound(qualityTable(JPEG_BASE_TABLES.LUMA_Q, 100)); // all steps 1: same for both tables
+        // Chroma: the original pixel's chroma differs from the ramp by its RGB rounding
+        // (<= 0.5), and so do the averaged samples the decoder interpolates (<= 0.5); the
+        // ramp itself is reproduced exactly by box-average + triangular interpolation except
+        // at the image's first and last rows / columns, where edge replication leaves up to
+        // half a sample step of slope (a <= 0.5 px offset times the ramp's slope, doubled
+        // for the last sample which may cover one real pixel).
+        const slope = 30 / Math.max(w, h);
+        for (let y = 0; y < h; y++) {
+          for (let x = 0; x < w; x++) {
+            const edge = (sampling[0] === 2 && (x === 0 || x === w - 1) ? slope : 0) + (sampling[1] === 2 && (y === 0 || y === h - 1) ? slope : 0);
+            const eC = eQ[(y % 8) * 8 + (x % 8)] + 1 + edge;
+            const bound = rgbBound(eQ[(y % 8) * 8 + (x % 8)], eC);
+            for (let c = 0; c < 3; c++) {
+              const p = (y * w + x) * 4 + c;
+              expect(Math.abs(dec.rgba[p] - px[p]), `(${x}, ${y}) channel ${c}`).toBeLessThanOrEqual(bound[c]);
+            }
+          }
+        }
+      });
+    }
+  }
+
+  it('grey: one component, R = G = B = the luma within the quantisation bound', () => {
+    for (const [w, h, q] of [
+      [33, 17, 100],
+      [9, 10, 60],
+    ]) {
+      const px = randomImage(w, h, 5 + w);
+      const dec = decodeJpeg(encodeJpeg(px, w, h, q, { grey: true }));
+      const bound = sampleBound(qualityTable(JPEG_BASE_TABLES.LUMA_Q, q));
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          const p = (y * w + x) * 4;
+          expect(dec.rgba[p + 1]).toBe(dec.rgba[p]);
+          expect(dec.rgba[p + 2]).toBe(dec.rgba[p]);
+          const luma = ycc(px[p], px[p + 1], px[p + 2])[0];
+          expect(Math.abs(dec.rgba[p] - luma), `(${x}, ${y})`).toBeLessThanOrEqual(bound[(y % 8) * 8 + (x % 8)]);
+        }
+      }
+    }
+  });
+
+  it('restart intervals decode to exactly the pixels of the same image without them', () => {
+    const [w, h] = [41, 37];
+    const px = randomImage(w, h, 77);
+    for (const opts of [{}, { sampling: [2, 2] }, { sampling: [2, 1] }, { grey: true }] as JpegEncodeOptions[]) {
+      const plain = decodeJpeg(encodeJpeg(px, w, h, 80, opts)).rgba;
+      const [hs, vs] = opts.sampling ?? [1, 1];
+      const mcus = Math.ceil(w / (8 * hs)) * Math.ceil(h / (8 * vs));
+      for (const restartInterval of [1, 2, 3, 7]) {
+        const jpg = encodeJpeg(px, w, h, 80, { ...opts, restartInterval });
+        expect(findMarker(jpg, 0xdd), 'DRI written').toBeGreaterThan(0);
+        // RST0..RST7 cycle: the last one written is RSTn with n = (restarts - 1) % 8.
+        const restarts = Math.ceil(mcus / restartInterval) - 1;
+        expect(restarts).toBeGreaterThan(0);
+        expect(findMarker(jpg, 0xd0 + ((restarts - 1) % 8)), 'last RST written').toBeGreaterThan(0);
+        expect(decodeJpeg(jpg).rgba, `${JSON.stringify(opts)} interval ${restartInterval}`).toEqual(plain);
+      }
+    }
+  });
+});
+
+/** Byte offset of marker 0xFF `m` (not a stuffed FF 00), or -1. */
+function findMarker(jpg: Uint8Array, m: number): number {
+  for (let i = 0; i + 1 < jpg.length; i++) if (jpg[i] === 0xff && jpg[i + 1] === m) return i;
+  return -1;
+}
+
+/** Offset of the first byte of a segment's body (after marker and length). */
+function segmentBody(jpg: Uint8Array, m: number): number {
+  const at = findMarker(jpg, m);
+  if (at < 0) throw new Error(`no marker ${m.toString(16)}`);
+  return at + 4;
+}
+
+function expectInputError(bytes: Uint8Array, want: RegExp): void {
+  let err: unknown = null;
+  try {
+    decodeJpeg(bytes);
+  } catch (e) {
+    err = e;
+  }
+  expect(err, `expected an InputError matching ${want}`).toBeInstanceOf(InputError);
+  expect((err as Error).message).toMatch(want);
+}
+
+describe('jpeg decoder: malformed input', () => {
+  const [w, h] = [40, 19];
+  const good = encodeJpeg(randomImage(w, h, 3), w, h, 90, { sampling: [2, 2], restartInterval: 2 });
+
+  it('names the problem: no SOI, precision, lossless, arithmetic, components, zero size', () => {
+    expectInputError(new Uint8Array(0), /no SOI marker/);
+    expectInputError(new TextEncoder().encode('hello, not a jpeg'), /no SOI marker/);
+    const sof = findMarker(good, 0xc0);
+    const edit = (f: (b: Uint8Array) => void) => {
+      const b = good.slice();
+      f(b);
+      return b;
+    };
+    expectInputError(edit((b) => (b[sof + 4] = 12)), /precision 12-bit/);
+    expectInputError(edit((b) => (b[sof + 1] = 0xc3)), /lossless/);
+    expectInputError(edit((b) => (b[sof + 1] = 0xc9)), /arithmetic/);
+    expectInputError(edit((b) => (b[sof + 1] = 0xca)), /arithmetic/);
+    expectInputError(edit((b) => (b[sof + 1] = 0xc5)), /hierarchical/);
+    expectInputError(edit((b) => (b[sof + 9] = 4)), /4 colour components.*CMYK/);
+    expectInputError(edit((b) => (b[sof + 9] = 5)), /5 colour components/);
+    expectInputError(edit((b) => (b[sof + 9] = 2)), /2 colour components/);
+    expectInputError(edit((b) => (b[sof + 5] = b[sof + 6] = 0)), /zero image size 40x0/);
+    expectInputError(edit((b) => (b[sof + 7] = b[sof + 8] = 0)), /zero image size 0x19/);
+    expectInputError(edit((b) => (b[sof + 11] = 0x55)), /sampling factors 5x5/);
+    expectInputError(
+      edit((b) => {
+        b[sof + 11] = 0x32;
+        b[sof + 14] = 0x22;
+      }),
+      /not integer ratios/,
+    );
+  });
+
+  it('names the problem: bad Huffman code, bad tables, missing tables, wrong restart marker', () => {
+    // All 1-bits is no code of the Annex K tables.
+    const sos = segmentBody(good, 0xda);
+    const data = sos + ((good[sos - 2] << 8) | good[sos - 1]) - 2;
+    const b = good.slice();
+    b.set([0xff, 0x00, 0xff, 0x00, 0xff, 0x00], data);
+    expectInputError(b, /bad Huffman code/);
+    // Over-subscribed DHT: three codes of length 1 (counts 0,1,5,... become 3,0,3,...: same total).
+    const dht = segmentBody(good, 0xc4);
+    const c = good.slice();
+    expect(Array.from(c.subarray(dht + 1, dht + 4))).toEqual([0, 1, 5]);
+    c.set([3, 0, 3], dht + 1);
+    expectInputError(c, /bad Huffman table.*over-subscribed/);
+    // A component names quantisation table 3, never defined.
+    const sof = findMarker(good, 0xc0);
+    const d = good.slice();
+    d[sof + 12] = 3;
+    expectInputError(d, /quantisation table 3, which no DQT defined/);
+    // The scan names AC table 2, never defined.
+    const e = good.slice();
+    e[sos + 2] = 0x02;
+    expectInputError(e, /AC Huffman table 2, which no DHT defined/);
+    // RST0 replaced by RST5.
+    const rst = findMarker(good, 0xd0);
+    const f = good.slice();
+    f[rst + 1] = 0xd5;
+    expectInputError(f, /expected restart marker RST0.*found 0xFFD5/);
+  });
+
+  it('every truncation of a valid file is an InputError (never another exception or a hang)', () => {
+    for (const src of [good, encodeJpeg(randomImage(9, 9, 4), 9, 9, 50, { grey: true })]) {
+      for (let n = 0; n < src.length; n++) {
+        let err: unknown = null;
+        try {
+          decodeJpeg(src.subarray(0, n));
+        } catch (e) {
+          err = e;
+        }
+        expect(err, `cut at ${n} of ${src.length}`).toBeInstanceOf(InputError);
+        expect((err as Error).message, `cut at ${n}`).toMatch(/truncated|no SOI|corrupt|ends/);
+      }
+    }
+  });
+
+  it('random byte corruption gives a decoded image or an InputError, nothing else', () => {
+    const r = rng(99);
+    let errors = 0;
+    for (let t = 0; t < 300; t++) {
+      const b = good.slice();
+      for (let k = 0; k < 1 + (t % 4); k++) b[2 + Math.floor(r() * (b.length - 2))] = Math.floor(r() * 256);
+      try {
+        const dec = decodeJpeg(b);
+        expect(dec.rgba.length).toBe(dec.width * dec.height * 4);
+      } catch (e) {
+        expect(e, String(e)).toBeInstanceOf(InputError);
+        errors++;
+      }
+    }
+    expect(errors).toBeGreaterThan(0);
+  });
+});
