@@ -1,7 +1,8 @@
 // `dataset build`: generate, annotate and store samples 0..count-1 (or one shard of them)
 // in DIR, resumably.
 //
-// Per sample (in index order): generate (dataset/generate.ts), annotate (a class the
+// Per sample (in index order): generate (dataset/generate.ts; or, for an annotator that
+// makes its own samples, maker.ts, its makeSample), annotate (a class the
 // annotator misses keeps an all-zero mask and gets no loss; when it finds none of the
 // classes the sample is skipped and counted), write the files into a temporary folder,
 // rename it to samples/<id>, then append the manifest line. A sample is finished exactly
@@ -18,6 +19,7 @@ import { classTokenCount } from '../grounded/text.js';
 import { checkAnnotation, type Annotator } from '../annotate/types.js';
 import { generateSample, type SampleGeneration } from './generate.js';
 import { fileDatasetIo, IMAGE_FILE, SAMPLE_FILE, sampleDir, sampleFiles, SAMPLES_DIR, TEMP_RE, type DatasetIo, type SampleFiles } from './files.js';
+import { sampleMakerOf, type MadeSample } from './maker.js';
 import { manifestLine, MANIFEST_FILE, readManifest, writeManifest, type ManifestRecord } from './manifest.js';
 import { planSample, sampleId, shardIndices, type PlannedSample, type Shard } from './plan.js';
 import {
@@ -153,6 +155,11 @@ async function makeSample(sd: StableDiffusion, annotator: Annotator, plan: Plann
   return { kind: 'ok', files: sampleFiles(g, plan, masks, s), found: masks.map((m) => m !== null) };
 }
 
+function fromMaker(plan: PlannedSample, m: MadeSample): Made {
+  if (m.kind === 'ok') return m;
+  return { kind: 'skipped', record: { index: plan.index, id: plan.id, prompt: plan.prompt, classes: plan.classes, seed: plan.seed, status: 'skipped', reason: m.reason } };
+}
+
 /** Builds (or resumes) the dataset in `o.out` with `sd` and `annotator`. */
 export async function buildDataset(sd: StableDiffusion, annotator: Annotator, o: BuildOptions): Promise<BuildSummary> {
   const io = o.io ?? fileDatasetIo;
@@ -174,7 +181,10 @@ export async function buildDataset(sd: StableDiffusion, annotator: Annotator, o:
   const todo = indices.filter((i) => !manifest.records.has(i));
   await clearUnfinished(o.out, new Set(todo));
   emit({ kind: 'plan', planned: indices.length, finished: indices.length - todo.length, todo: todo.length });
-  const plans = todo.map((i) => planSample(settings.vocab.seen, settings.seed, i));
+  // An annotator that makes its own samples (ddim-inverse: real pictures) plans them too.
+  const maker = sampleMakerOf(annotator);
+  const finishedOk = [...manifest.records.values()].filter((r) => r.status === 'ok').length;
+  const plans = maker ? await maker.planSamples(todo, settings, finishedOk) : todo.map((i) => planSample(settings.vocab.seen, settings.seed, i));
   if (plans.length) await annotator.prepare?.(plans.map((p) => ({ id: p.id, classes: p.classes })));
 
   const summary: BuildSummary = { settings, planned: indices.length, resumed: indices.length - todo.length, built: 0, skipped: 0, bytes: 0, stopped: false, seconds: 0, warnings };
@@ -187,7 +197,7 @@ export async function buildDataset(sd: StableDiffusion, annotator: Annotator, o:
     }
     emit({ kind: 'sample', index: plan.index, id: plan.id, prompt: plan.prompt, position, todo: plans.length });
     const t0 = performance.now();
-    const made = await makeSample(sd, annotator, plan, settings, gen);
+    const made: Made = maker ? fromMaker(plan, await maker.makeSample(sd, plan, settings, gen)) : await makeSample(sd, annotator, plan, settings, gen);
     let record: ManifestRecord;
     if (made.kind === 'skipped') {
       record = made.record;
