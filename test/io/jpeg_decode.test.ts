@@ -9,6 +9,7 @@ import { InputError } from '../../src/gpu/errors.js';
 import { encodeJpeg, JPEG_BASE_TABLES, qualityTable, type JpegEncodeOptions } from '../../src/io/jpeg.js';
 import { decodeJpeg, idct8x8 } from '../../src/io/jpeg_decode.js';
 import { rng } from '../helpers.js';
+import { COLOUR_SCRIPT, GREY_SCRIPT, writeProgressiveJpeg } from './jpeg_progressive_writer.js';
 
 /** C(u)/2 cos((2x+1) u pi / 16). */
 const basis = (u: number, x: number) => ((u === 0 ? Math.SQRT1_2 : 1) / 2) * Math.cos(((2 * x + 1) * u * Math.PI) / 16);
@@ -65,39 +66,113 @@ function randomImage(w: number, h: number, seed: number): Uint8Array {
   return px;
 }
 
-/** What a correct decoder returns for encodeJpeg(px, w, h, q) (4:4:4), in float64: per
- *  component plane (edges replicated to whole blocks), quantised 2-D-sum DCT, inverse 2-D
- *  sum, samples rounded and clamped, then the JFIF inverse colour transform. */
-function refDecode444(px: Uint8Array, w: number, h: number, q: number): Uint8Array {
+/** The quantised coefficients (natural order, per block, blocks row-major over
+ *  ceil(w/8) x ceil(h/8)) of the Y, Cb, Cr planes of `px` at quality q, edges replicated to
+ *  whole blocks: forward DCT by the 2-D sum, each divided by its step and rounded. */
+function refCoefficients(px: Uint8Array, w: number, h: number, q: number): Int32Array[] {
   const tables = [qualityTable(JPEG_BASE_TABLES.LUMA_Q, q), qualityTable(JPEG_BASE_TABLES.CHROMA_Q, q)];
   const planes = [0, 1, 2].map(() => new Float64Array(w * h));
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const p = (y * w + x) * 4;
-      const v = ycc(px[p], px[p + 1], px[p + 2]);
-      planes[0][y * w + x] = v[0] - 128;
-      planes[1][y * w + x] = v[1];
-      planes[2][y * w + x] = v[2];
-    }
+  for (let i = 0; i < w * h; i++) {
+    const v = ycc(px[4 * i], px[4 * i + 1], px[4 * i + 2]);
+    planes[0][i] = v[0] - 128;
+    planes[1][i] = v[1];
+    planes[2][i] = v[2];
   }
-  const dec = planes.map(() => new Float64Array(w * h));
-  for (let c = 0; c < 3; c++) {
+  const [bw, bh] = [Math.ceil(w / 8), Math.ceil(h / 8)];
+  return planes.map((plane, c) => {
     const qt = tables[c === 0 ? 0 : 1];
-    for (let by = 0; by < h; by += 8) {
-      for (let bx = 0; bx < w; bx += 8) {
+    const out = new Int32Array(bw * bh * 64);
+    for (let by = 0; by < bh; by++) {
+      for (let bx = 0; bx < bw; bx++) {
         const blk = new Float64Array(64);
-        for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) blk[y * 8 + x] = planes[c][Math.min(by + y, h - 1) * w + Math.min(bx + x, w - 1)];
-        const F = refFdct(blk).map((v, i) => Math.round(v / qt[i]) * qt[i]);
-        const f = refIdct(F);
-        for (let y = 0; y < 8 && by + y < h; y++) for (let x = 0; x < 8 && bx + x < w; x++) dec[c][(by + y) * w + bx + x] = clamp255(f[y * 8 + x] + 128);
+        for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) blk[y * 8 + x] = plane[Math.min(by * 8 + y, h - 1) * w + Math.min(bx * 8 + x, w - 1)];
+        refFdct(blk).forEach((v, i) => (out[(by * bw + bx) * 64 + i] = Math.round(v / qt[i])));
       }
     }
-  }
+    return out;
+  });
+}
+
+/** Pixels from quantised coefficients as refCoefficients lays them out: dequantised,
+ *  inverse 2-D sum, samples rounded and clamped, JFIF inverse colour transform. */
+function refReconstruct(coefs: Int32Array[], w: number, h: number, q: number): Uint8Array {
+  const tables = [qualityTable(JPEG_BASE_TABLES.LUMA_Q, q), qualityTable(JPEG_BASE_TABLES.CHROMA_Q, q)];
+  const bw = Math.ceil(w / 8);
+  const dec = coefs.map((coef, c) => {
+    const qt = tables[c === 0 ? 0 : 1];
+    const plane = new Float64Array(w * h);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const off = (Math.floor(y / 8) * bw + Math.floor(x / 8)) * 64;
+        let s = 0;
+        for (let v = 0; v < 8; v++) for (let u = 0; u < 8; u++) s += basis(v, y % 8) * basis(u, x % 8) * coef[off + v * 8 + u] * qt[v * 8 + u];
+        plane[y * w + x] = clamp255(s + 128);
+      }
+    }
+    return plane;
+  });
   const out = new Uint8Array(w * h * 4);
   for (let i = 0; i < w * h; i++) {
-    const rgb = toRgb(dec[0][i], dec[1][i] - 128, dec[2][i] - 128);
+    const rgb = coefs.length === 1 ? [dec[0][i], dec[0][i], dec[0][i]] : toRgb(dec[0][i], dec[1][i] - 128, dec[2][i] - 128);
     for (let c = 0; c < 3; c++) out[4 * i + c] = clamp255(rgb[c]);
     out[4 * i + 3] = 255;
+  }
+  return out;
+}
+
+/** What a correct decoder returns for encodeJpeg(px, w, h, q) (4:4:4), in float64. */
+function refDecode444(px: Uint8Array, w: number, h: number, q: number): Uint8Array {
+  return refReconstruct(refCoefficients(px, w, h, q), w, h, q);
+}
+
+/** What a correct decoder with triangular chroma upsampling returns for
+ *  encodeJpeg(px, w, h, q, { sampling: [hs, vs] }), in float64: chroma as the encoder forms
+ *  it (the mean of the hs x vs pixels a sample covers, pixel coordinates clamped to the
+ *  image), each plane through the quantised 2-D-sum DCT and back, samples rounded and
+ *  clamped, chroma interpolated linearly at each pixel centre's position in chroma sample
+ *  coordinates ((x + 1/2) / hs - 1/2, clamped to the samples that exist), JFIF colours. */
+function refDecodeSampled(px: Uint8Array, w: number, h: number, q: number, [hs, vs]: [number, number]): Uint8Array {
+  const tables = [qualityTable(JPEG_BASE_TABLES.LUMA_Q, q), qualityTable(JPEG_BASE_TABLES.CHROMA_Q, q)];
+  const [mw, mh] = [Math.ceil(w / (8 * hs)) * 8, Math.ceil(h / (8 * vs)) * 8]; // chroma samples incl. padding
+  const pix = (x: number, y: number) => ycc(...(Array.from(px.subarray((Math.min(y, h - 1) * w + Math.min(x, w - 1)) * 4, (Math.min(y, h - 1) * w + Math.min(x, w - 1)) * 4 + 3)) as [number, number, number]));
+  /** One plane (sw x sh samples, sample(x, y) given) through quantise / dequantise. */
+  const roundTrip = (sw: number, sh: number, sample: (x: number, y: number) => number, qt: number[]) => {
+    const out = new Float64Array(sw * sh);
+    for (let by = 0; by < sh; by += 8) {
+      for (let bx = 0; bx < sw; bx += 8) {
+        const blk = new Float64Array(64);
+        for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) blk[y * 8 + x] = sample(bx + x, by + y);
+        const f = refIdct(refFdct(blk).map((v, i) => Math.round(v / qt[i]) * qt[i]));
+        for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) out[(by + y) * sw + bx + x] = clamp255(f[y * 8 + x] + 128);
+      }
+    }
+    return out;
+  };
+  const luma = roundTrip(mw * hs, mh * vs, (x, y) => pix(x, y)[0] - 128, tables[0]);
+  const chroma = [1, 2].map((c) =>
+    roundTrip(mw, mh, (x, y) => {
+      let s = 0;
+      for (let j = 0; j < vs; j++) for (let i = 0; i < hs; i++) s += pix(x * hs + i, y * vs + j)[c];
+      return s / (hs * vs);
+    }, tables[1]),
+  );
+  const [cw, ch] = [Math.ceil(w / hs), Math.ceil(h / vs)];
+  const lerpAt = (plane: Float64Array, x: number, y: number) => {
+    const fx = Math.min(Math.max((x + 0.5) / hs - 0.5, 0), cw - 1);
+    const fy = Math.min(Math.max((y + 0.5) / vs - 0.5, 0), ch - 1);
+    const [x0, y0] = [Math.floor(fx), Math.floor(fy)];
+    const [x1, y1] = [Math.min(x0 + 1, cw - 1), Math.min(y0 + 1, ch - 1)];
+    const [ax, ay] = [fx - x0, fy - y0];
+    const row = (yy: number) => (1 - ax) * plane[yy * mw + x0] + ax * plane[yy * mw + x1];
+    return (1 - ay) * row(y0) + ay * row(y1);
+  };
+  const out = new Uint8Array(w * h * 4);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const rgb = toRgb(luma[y * mw * hs + x], lerpAt(chroma[0], x, y) - 128, lerpAt(chroma[1], x, y) - 128);
+      for (let c = 0; c < 3; c++) out[(y * w + x) * 4 + c] = clamp255(rgb[c]);
+      out[(y * w + x) * 4 + 3] = 255;
+    }
   }
   return out;
 }
@@ -228,6 +303,10 @@ describe('jpeg decoder: chroma subsampling, grey, restart markers', () => {
         const px = rampImage(w, h, w + h * 7 + sampling[0] * 3 + sampling[1]);
         const dec = decodeJpeg(encodeJpeg(px, w, h, 100, { sampling }));
         expect([dec.width, dec.height]).toEqual([w, h]);
+        // Against the float64 model of the stream (triangular upsampling).
+        const d = maxDiff(dec.rgba, refDecodeSampled(px, w, h, 100, sampling));
+        expect(d.max, `max |decoded - reference|`).toBeLessThanOrEqual(1);
+        expect(d.nonzero, `samples off by 1`).toBeLessThanOrEqual(Math.ceil(dec.rgba.length * 0.002));
         const eQ = sampleBound(qualityTable(JPEG_BASE_TABLES.LUMA_Q, 100)); // all steps 1: same for both tables
         // Chroma: the original pixel's chroma differs from the ramp by its RGB rounding
         // (<= 0.5), and so do the averaged samples the decoder interpolates (<= 0.5); the
@@ -250,6 +329,21 @@ describe('jpeg decoder: chroma subsampling, grey, restart markers', () => {
       });
     }
   }
+
+  it('4:2:0, 4:2:2, 4:4:0 at q=75 and q=20, odd and even sizes, on random pixels: the float64 reference decode', () => {
+    for (const [, sampling] of layouts) {
+      for (const [q, w, h] of [
+        [75, 21, 19],
+        [20, 22, 18],
+      ]) {
+        const px = randomImage(w, h, q + sampling[0] * 10 + sampling[1]);
+        const dec = decodeJpeg(encodeJpeg(px, w, h, q, { sampling }));
+        const d = maxDiff(dec.rgba, refDecodeSampled(px, w, h, q, sampling));
+        expect(d.max, `${sampling} q=${q}: max |decoded - reference|`).toBeLessThanOrEqual(1);
+        expect(d.nonzero, `${sampling} q=${q}: samples off by 1`).toBeLessThanOrEqual(Math.ceil(dec.rgba.length * 0.002));
+      }
+    }
+  });
 
   it('grey: one component, R = G = B = the luma within the quantisation bound', () => {
     for (const [w, h, q] of [
@@ -287,6 +381,46 @@ describe('jpeg decoder: chroma subsampling, grey, restart markers', () => {
         expect(findMarker(jpg, 0xd0 + ((restarts - 1) % 8)), 'last RST written').toBeGreaterThan(0);
         expect(decodeJpeg(jpg).rgba, `${JSON.stringify(opts)} interval ${restartInterval}`).toEqual(plain);
       }
+    }
+  });
+});
+
+describe('jpeg decoder: progressive (SOF2)', () => {
+  // The test's progressive writer codes known coefficients with spectral selection,
+  // successive approximation (DC and AC refinement), EOB runs and optional restarts; the
+  // decoder must reconstruct what the float64 reference makes of those coefficients.
+  for (const [w, h, q, ri] of [
+    [37, 21, 90, 0],
+    [37, 21, 30, 0],
+    [64, 48, 100, 0],
+    [33, 17, 75, 3],
+    [8, 8, 50, 1],
+  ]) {
+    it(`${w}x${h} q=${q}${ri ? ` restart every ${ri}` : ''}: colour and grey equal the float64 reconstruction`, () => {
+      const px = randomImage(w, h, 500 + w + q);
+      const coefs = refCoefficients(px, w, h, q);
+      const tables = [qualityTable(JPEG_BASE_TABLES.LUMA_Q, q), qualityTable(JPEG_BASE_TABLES.CHROMA_Q, q)];
+      for (const [cs, qts, script] of [
+        [coefs, [tables[0], tables[1], tables[1]], COLOUR_SCRIPT],
+        [coefs.slice(0, 1), [tables[0]], GREY_SCRIPT],
+      ] as const) {
+        const jpg = writeProgressiveJpeg(cs, qts, w, h, script, ri);
+        const dec = decodeJpeg(jpg);
+        expect([dec.width, dec.height]).toEqual([w, h]);
+        const d = maxDiff(dec.rgba, refReconstruct(cs, w, h, q));
+        expect(d.max, `${cs.length} components: max |decoded - reference|`).toBeLessThanOrEqual(1);
+        expect(d.nonzero, `${cs.length} components: samples off by 1`).toBeLessThanOrEqual(Math.ceil(dec.rgba.length * 0.002));
+      }
+    });
+  }
+
+  it('every truncation of a progressive file is an InputError', () => {
+    const [w, h] = [17, 9];
+    const coefs = refCoefficients(randomImage(w, h, 8), w, h, 80);
+    const t = [qualityTable(JPEG_BASE_TABLES.LUMA_Q, 80), qualityTable(JPEG_BASE_TABLES.CHROMA_Q, 80)];
+    const jpg = writeProgressiveJpeg(coefs, [t[0], t[1], t[1]], w, h, COLOUR_SCRIPT, 2);
+    for (let n = 0; n < jpg.length; n++) {
+      expect(() => decodeJpeg(jpg.subarray(0, n)), `cut at ${n} of ${jpg.length}`).toThrow(InputError);
     }
   });
 });
