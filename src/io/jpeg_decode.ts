@@ -37,6 +37,11 @@ export interface DecodedJpeg {
  *  corrupt or hostile header cannot make the decoder allocate gigabytes. */
 export const MAX_JPEG_PIXELS = 1 << 27;
 
+/** The most scans a file may have: a progressive file has about 10 (libjpeg's default script
+ *  has 10); a cap keeps a hostile file of thousands of near-empty scans, each a pass over
+ *  every block, from taking minutes. */
+export const MAX_JPEG_SCANS = 1000;
+
 /** ZZ[k] = natural (row-major) index of the k-th coefficient in zig-zag order (T.81 Figure 5). */
 const ZZ = (() => {
   const out = new Int32Array(64 + 16); // 16 extra entries for corrupt runs past 63: point at a scratch slot
@@ -397,6 +402,7 @@ export function decodeJpeg(bytes: Uint8Array): DecodedJpeg {
         break;
       case 0xda: {
         if (!frame) fail('a scan (SOS) before the frame header (SOF)');
+        if (scans >= MAX_JPEG_SCANS) fail(`more than ${MAX_JPEG_SCANS} scans (a progressive file has about 10)`);
         need(1, 'SOS');
         const ns = seg[0];
         need(1 + 2 * ns + 3, 'SOS');

@@ -69,11 +69,12 @@ function randomImage(w: number, h: number, seed: number): Uint8Array {
 /** The quantised coefficients (natural order, per block, blocks row-major over
  *  ceil(w/8) x ceil(h/8)) of the Y, Cb, Cr planes of `px` at quality q, edges replicated to
  *  whole blocks: forward DCT by the 2-D sum, each divided by its step and rounded. */
-function refCoefficients(px: Uint8Array, w: number, h: number, q: number): Int32Array[] {
+function refCoefficients(px: Uint8Array, w: number, h: number, q: number, rgb = false): Int32Array[] {
   const tables = [qualityTable(JPEG_BASE_TABLES.LUMA_Q, q), qualityTable(JPEG_BASE_TABLES.CHROMA_Q, q)];
   const planes = [0, 1, 2].map(() => new Float64Array(w * h));
   for (let i = 0; i < w * h; i++) {
-    const v = ycc(px[4 * i], px[4 * i + 1], px[4 * i + 2]);
+    // rgb: the planes are R, G, B, each level-shifted by -128 (the chroma slots hold centred values).
+    const v = rgb ? [px[4 * i], px[4 * i + 1] - 128, px[4 * i + 2] - 128] : ycc(px[4 * i], px[4 * i + 1], px[4 * i + 2]);
     planes[0][i] = v[0] - 128;
     planes[1][i] = v[1];
     planes[2][i] = v[2];
@@ -95,7 +96,7 @@ function refCoefficients(px: Uint8Array, w: number, h: number, q: number): Int32
 
 /** Pixels from quantised coefficients as refCoefficients lays them out: dequantised,
  *  inverse 2-D sum, samples rounded and clamped, JFIF inverse colour transform. */
-function refReconstruct(coefs: Int32Array[], w: number, h: number, q: number): Uint8Array {
+function refReconstruct(coefs: Int32Array[], w: number, h: number, q: number, rgbPlanes = false): Uint8Array {
   const tables = [qualityTable(JPEG_BASE_TABLES.LUMA_Q, q), qualityTable(JPEG_BASE_TABLES.CHROMA_Q, q)];
   const bw = Math.ceil(w / 8);
   const dec = coefs.map((coef, c) => {
@@ -113,7 +114,7 @@ function refReconstruct(coefs: Int32Array[], w: number, h: number, q: number): U
   });
   const out = new Uint8Array(w * h * 4);
   for (let i = 0; i < w * h; i++) {
-    const rgb = coefs.length === 1 ? [dec[0][i], dec[0][i], dec[0][i]] : toRgb(dec[0][i], dec[1][i] - 128, dec[2][i] - 128);
+    const rgb = coefs.length === 1 ? [dec[0][i], dec[0][i], dec[0][i]] : rgbPlanes ? [dec[0][i], dec[1][i], dec[2][i]] : toRgb(dec[0][i], dec[1][i] - 128, dec[2][i] - 128);
     for (let c = 0; c < 3; c++) out[4 * i + c] = clamp255(rgb[c]);
     out[4 * i + 3] = 255;
   }
@@ -413,6 +414,24 @@ describe('jpeg decoder: progressive (SOF2)', () => {
       }
     });
   }
+
+  it('3 components stored as RGB (Adobe APP14 transform 0) are not colour-converted', () => {
+    const [w, h, q] = [19, 12, 85];
+    const px = randomImage(w, h, 31);
+    const coefs = refCoefficients(px, w, h, q, true);
+    const [tl, tc] = [qualityTable(JPEG_BASE_TABLES.LUMA_Q, q), qualityTable(JPEG_BASE_TABLES.CHROMA_Q, q)];
+    const jpg = writeProgressiveJpeg(coefs, [tl, tc, tc], w, h, COLOUR_SCRIPT);
+    // Replace the JFIF APP0 (bytes 2..19) with an Adobe APP14 segment: version 100,
+    // flags 0, 0, transform 0 (RGB).
+    const adobe = [0xff, 0xee, 0, 14, ...Array.from('Adobe', (ch) => ch.charCodeAt(0)), 0, 100, 0, 0, 0, 0, 0];
+    expect(Array.from(jpg.subarray(2, 4))).toEqual([0xff, 0xe0]);
+    const withAdobe = new Uint8Array([0xff, 0xd8, ...adobe, ...jpg.subarray(20)]);
+    const d = maxDiff(decodeJpeg(withAdobe).rgba, refReconstruct(coefs, w, h, q, true));
+    expect(d.max).toBeLessThanOrEqual(1);
+    expect(d.nonzero).toBeLessThanOrEqual(Math.ceil(w * h * 4 * 0.002));
+    // The same stream under JFIF is YCbCr, so it decodes to other colours.
+    expect(maxDiff(decodeJpeg(jpg).rgba, refReconstruct(coefs, w, h, q, true)).max).toBeGreaterThan(20);
+  });
 
   it('every truncation of a progressive file is an InputError', () => {
     const [w, h] = [17, 9];
