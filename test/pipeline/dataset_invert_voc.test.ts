@@ -1,5 +1,5 @@
 // `dataset build --annotator ddim-inverse` (pipeline/dataset/voc_source.ts) on a tiny PASCAL
-// VOC folder written here: random pictures (PNG), palette label maps with two or three
+// VOC folder written here: random pictures (PNG, one JPEG), palette label maps with two or three
 // classes and void borders, an ImageSets list. Checks: one sample per list position (a
 // picture without a seen class skipped), prompts from the classes present (the two
 // largest seen classes, largest first), masks equal to the label indices of each class
@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../src/cli/main.js';
 import { trainCommand } from '../../src/cli/train.js';
-import { encodePng, decodePng } from '../../src/io/png.js';
+import { encodeJpeg } from '../../src/io/jpeg.js';
+import { decodePng, encodePng } from '../../src/io/png.js';
 import { encodePalettePng, vocPalette } from '../../src/io/png_palette.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { StableDiffusion } from '../../src/models/sd.js';
@@ -83,7 +84,9 @@ async function writeVoc(dir: string, pics: Pic[], opts: { list?: string[]; skipM
   await mkdir(join(dir, 'ImageSets', 'Segmentation'), { recursive: true });
   if (!opts.skipMaskDir) await mkdir(join(dir, 'SegmentationClass'), { recursive: true });
   for (const [i, p] of pics.entries()) {
-    await writeFile(join(dir, 'JPEGImages', `${p.id}.png`), encodePng(pictureOf(p, 100 + i), p.w, p.h));
+    // One picture as a JPEG (the VOC norm), the others as PNG (accepted too).
+    const jpeg = p.id === '2007_000030';
+    await writeFile(join(dir, 'JPEGImages', `${p.id}.${jpeg ? 'jpg' : 'png'}`), jpeg ? encodeJpeg(pictureOf(p, 100 + i), p.w, p.h, 95) : encodePng(pictureOf(p, 100 + i), p.w, p.h));
     if (opts.skipMaskDir) continue;
     const [mw, mh] = opts.maskSize?.[p.id] ?? [p.w, p.h];
     const lab = mw === p.w && mh === p.h ? labelsOf(p) : new Uint8Array(mw * mh).fill(8);
@@ -126,7 +129,7 @@ describe('dataset build --annotator ddim-inverse', () => {
       const f = await SafetensorsFile.open(join(out, 'samples', r.id, 'sample.safetensors'));
       try {
         expect(f.metadata.source_id).toBe(PICS[i].id);
-        expect(f.metadata.source_image).toBe(join('JPEGImages', `${PICS[i].id}.png`));
+        expect(f.metadata.source_image).toBe(join('JPEGImages', `${PICS[i].id}.${i === 2 ? 'jpg' : 'png'}`));
         const target = await f.readF32('target');
         r.classes.forEach((c: string, k: number) => {
           const want = expectedMask(PICS[i], labels[c]);

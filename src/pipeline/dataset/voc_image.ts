@@ -10,9 +10,8 @@
 //    image.png is exactly the picture the VAE encodes;
 //  - the label map by nearest neighbour at pixel centres: output pixel i takes source
 //    pixel floor((2i + 1) * side / (2S)) of the square (integer arithmetic).
-import { readFile } from 'node:fs/promises';
 import { InputError } from '../../gpu/errors.js';
-import { decodePng } from '../../io/png.js';
+import { readImageFile } from '../../io/image_file.js';
 
 const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
@@ -53,22 +52,11 @@ export function imageHeaderSize(bytes: Uint8Array, path: string): { width: numbe
   throw new InputError(`${path}: neither a PNG nor a JPEG (by its first bytes); give the picture as .jpg or .png`);
 }
 
-/** Decodes a picture to RGBA (PNG, or JPEG when the project's JPEG decoder is there).
- *  The one place the 'ddim-inverse' path reads pictures. */
+/** Decodes a picture (PNG or JPEG, io/image_file.ts) to RGBA: the one place the
+ *  'ddim-inverse' path reads pictures. */
 export async function readPicture(path: string): Promise<{ width: number; height: number; rgba: Uint8Array }> {
-  const bytes = await readFile(path);
-  if (isPng(bytes)) {
-    try {
-      const png = decodePng(bytes);
-      return { width: png.width, height: png.height, rgba: new Uint8Array(png.rgba) };
-    } catch (e) {
-      throw new InputError(`${path}: not a readable PNG (${(e as Error).message})`);
-    }
-  }
-  if (isJpeg(bytes)) {
-    throw new InputError(`${path}: JPEG pictures need the JPEG decoder (src/io/image_file.ts), which this build does not have yet; convert the picture to ${path.replace(/\.jpe?g$/i, '.png')} (PNG is read)`);
-  }
-  throw new InputError(`${path}: neither a PNG nor a JPEG (by its first bytes); give the picture as .jpg or .png`);
+  const img = await readImageFile(path);
+  return { width: img.width, height: img.height, rgba: img.rgba };
 }
 
 /** The centred square of a W x H picture: [left, top, side]. */
