@@ -67,19 +67,24 @@ const BASIS = (() => {
  *  (level-shifted back: +128, not rounded): f(x, y) = sum_u sum_v C(u)C(v)/4 F(v, u)
  *  cos((2x+1)u pi/16) cos((2y+1)v pi/16), computed as two 1-D passes; `tmp` is 64 scratch. */
 export function idct8x8(coef: ArrayLike<number>, out: Float64Array, tmp: Float64Array): void {
+  // Rows of coefficients that are all zero contribute nothing (most rows of most blocks):
+  // they are skipped in both passes, which changes no result.
+  const rows: number[] = [];
   for (let v = 0; v < 8; v++) {
     let any = false;
     for (let u = 0; u < 8; u++) if (coef[v * 8 + u] !== 0) any = true;
+    if (!any) continue;
+    rows.push(v);
     for (let x = 0; x < 8; x++) {
       let s = 0;
-      if (any) for (let u = 0; u < 8; u++) s += BASIS[u * 8 + x] * coef[v * 8 + u];
+      for (let u = 0; u < 8; u++) s += BASIS[u * 8 + x] * coef[v * 8 + u];
       tmp[v * 8 + x] = s;
     }
   }
   for (let y = 0; y < 8; y++) {
     for (let x = 0; x < 8; x++) {
       let s = 0;
-      for (let v = 0; v < 8; v++) s += BASIS[v * 8 + y] * tmp[v * 8 + x];
+      for (let i = 0; i < rows.length; i++) s += BASIS[rows[i] * 8 + y] * tmp[rows[i] * 8 + x];
       out[y * 8 + x] = s + 128;
     }
   }
