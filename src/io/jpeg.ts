@@ -167,7 +167,8 @@ function segment(marker: number, body: number[]): number[] {
  *  producing the other layouts cameras and libraries write (the decoder's tests use them). */
 export interface JpegEncodeOptions {
   /** Luma sampling factors [h, v] against chroma 1x1: [1, 1] 4:4:4 (default), [2, 1] 4:2:2,
-   *  [2, 2] 4:2:0, [1, 2] 4:4:0. Chroma is the box average of the h x v pixels it covers. */
+   *  [2, 2] 4:2:0, [1, 2] 4:4:0, [4, 1] 4:1:1. Chroma is the box average of the h x v pixels
+   *  it covers. */
   sampling?: readonly [number, number];
   /** A restart marker (RSTn) every this many MCUs (DRI); 0 (default): none. */
   restartInterval?: number;
@@ -184,7 +185,7 @@ export function encodeJpeg(rgba: Uint8Array, width: number, height: number, qual
   if (!Number.isInteger(quality) || quality < 1 || quality > 100) throw new InputError(`JPEG quality ${quality} must be an integer in 1..100`);
   const grey = options.grey ?? false;
   const [hs, vs] = grey ? [1, 1] : (options.sampling ?? [1, 1]);
-  if (![1, 2].includes(hs) || ![1, 2].includes(vs)) throw new InputError(`JPEG sampling ${hs}x${vs} must be 1 or 2 on each axis`);
+  if (![1, 2, 4].includes(hs) || ![1, 2].includes(vs)) throw new InputError(`JPEG sampling ${hs}x${vs}: horizontal must be 1, 2 or 4, vertical 1 or 2`);
   const ri = options.restartInterval ?? 0;
   if (!Number.isInteger(ri) || ri < 0 || ri > 65535) throw new InputError(`JPEG restart interval ${ri} must be an integer in 0..65535`);
   const nComp = grey ? 1 : 3;

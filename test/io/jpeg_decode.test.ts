@@ -131,7 +131,8 @@ function refDecode444(px: Uint8Array, w: number, h: number, q: number): Uint8Arr
  *  it (the mean of the hs x vs pixels a sample covers, pixel coordinates clamped to the
  *  image), each plane through the quantised 2-D-sum DCT and back, samples rounded and
  *  clamped, chroma interpolated linearly at each pixel centre's position in chroma sample
- *  coordinates ((x + 1/2) / hs - 1/2, clamped to the samples that exist), JFIF colours. */
+ *  coordinates ((x + 1/2) / hs - 1/2, clamped to the samples that exist), JFIF colours;
+ *  for a factor of 4 (4:1:1) each chroma sample is repeated over its 4 pixels instead. */
 function refDecodeSampled(px: Uint8Array, w: number, h: number, q: number, [hs, vs]: [number, number]): Uint8Array {
   const tables = [qualityTable(JPEG_BASE_TABLES.LUMA_Q, q), qualityTable(JPEG_BASE_TABLES.CHROMA_Q, q)];
   const [mw, mh] = [Math.ceil(w / (8 * hs)) * 8, Math.ceil(h / (8 * vs)) * 8]; // chroma samples incl. padding
@@ -159,6 +160,8 @@ function refDecodeSampled(px: Uint8Array, w: number, h: number, q: number, [hs, 
   );
   const [cw, ch] = [Math.ceil(w / hs), Math.ceil(h / vs)];
   const lerpAt = (plane: Float64Array, x: number, y: number) => {
+    // Factors other than 1 and 2: each sample repeated over the pixels it covers.
+    if (hs > 2 || vs > 2) return plane[Math.floor(y / vs) * mw + Math.floor(x / hs)];
     const fx = Math.min(Math.max((x + 0.5) / hs - 0.5, 0), cw - 1);
     const fy = Math.min(Math.max((y + 0.5) / vs - 0.5, 0), ch - 1);
     const [x0, y0] = [Math.floor(fx), Math.floor(fy)];
@@ -343,6 +346,19 @@ describe('jpeg decoder: chroma subsampling, grey, restart markers', () => {
         expect(d.max, `${sampling} q=${q}: max |decoded - reference|`).toBeLessThanOrEqual(1);
         expect(d.nonzero, `${sampling} q=${q}: samples off by 1`).toBeLessThanOrEqual(Math.ceil(dec.rgba.length * 0.002));
       }
+    }
+  });
+
+  it('4:1:1 (luma 4x1): the float64 reference decode with chroma repeated over 4 pixels', () => {
+    for (const [q, w, h] of [
+      [90, 37, 11],
+      [40, 64, 16],
+    ]) {
+      const px = randomImage(w, h, q + w);
+      const jpg = encodeJpeg(px, w, h, q, { sampling: [4, 1], restartInterval: 1 });
+      const d = maxDiff(decodeJpeg(jpg).rgba, refDecodeSampled(px, w, h, q, [4, 1]));
+      expect(d.max, `q=${q}: max |decoded - reference|`).toBeLessThanOrEqual(1);
+      expect(d.nonzero, `q=${q}: samples off by 1`).toBeLessThanOrEqual(Math.ceil(w * h * 4 * 0.002));
     }
   });
 
