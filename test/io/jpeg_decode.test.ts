@@ -460,6 +460,50 @@ describe('jpeg decoder: progressive (SOF2)', () => {
   });
 });
 
+describe('jpeg decoder: equivalent encodings of one image', () => {
+  const [w, h] = [23, 14];
+  const px = randomImage(w, h, 61);
+  const base = encodeJpeg(px, w, h, 70, { sampling: [2, 2] });
+  const want = decodeJpeg(base).rgba;
+  const seg = (m: number, body: number[]) => [0xff, m, (body.length + 2) >> 8, (body.length + 2) & 0xff, ...body];
+
+  it('SOF1 (extended sequential) and 16-bit quantisation tables decode like SOF0', () => {
+    const sof1 = base.slice();
+    sof1[findMarker(sof1, 0xc0) + 1] = 0xc1;
+    expect(decodeJpeg(sof1).rgba).toEqual(want);
+    // Each 8-bit DQT segment (one table) rewritten with 16-bit entries (Pq = 1).
+    const out: number[] = [];
+    let p = 0;
+    while (p < base.length) {
+      if (base[p] === 0xff && base[p + 1] === 0xdb) {
+        const len = (base[p + 2] << 8) | base[p + 3];
+        const tq = base[p + 4] & 15;
+        const entries = Array.from(base.subarray(p + 5, p + 5 + 64));
+        out.push(...seg(0xdb, [0x10 | tq, ...entries.flatMap((v) => [0, v])]));
+        p += 2 + len;
+      } else if (base[p] === 0xff && base[p + 1] === 0xda) {
+        out.push(...base.subarray(p));
+        break;
+      } else out.push(base[p++]);
+    }
+    expect(out.length).toBe(base.length + 2 * 64);
+    expect(decodeJpeg(new Uint8Array(out)).rgba).toEqual(want);
+  });
+
+  it('APPn (EXIF), COM segments and fill bytes before markers are skipped', () => {
+    const exif = seg(0xe1, [...Array.from('Exif', (c) => c.charCodeAt(0)), 0, 0, 0x4d, 0x4d, 0, 0x2a, 0, 0, 0, 8, 0, 0]);
+    const com = seg(0xfe, Array.from('made by a test', (c) => c.charCodeAt(0)));
+    const sos = findMarker(base, 0xda);
+    const edited = new Uint8Array([...base.subarray(0, 2), ...exif, ...com, 0xff, 0xff, ...base.subarray(2, sos), 0xff, ...base.subarray(sos)]);
+    expect(decodeJpeg(edited).rgba).toEqual(want);
+  });
+
+  it('bytes after EOI are ignored; a missing EOI is reported as truncation', () => {
+    expect(decodeJpeg(new Uint8Array([...base, 0, 1, 2, 3])).rgba).toEqual(want);
+    expectInputError(base.subarray(0, base.length - 2), /truncated: the file ends before the EOI marker/);
+  });
+});
+
 /** Byte offset of marker 0xFF `m` (not a stuffed FF 00), or -1. */
 function findMarker(jpg: Uint8Array, m: number): number {
   for (let i = 0; i + 1 < jpg.length; i++) if (jpg[i] === 0xff && jpg[i + 1] === m) return i;
