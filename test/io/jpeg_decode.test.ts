@@ -9,7 +9,7 @@ import { InputError } from '../../src/gpu/errors.js';
 import { encodeJpeg, JPEG_BASE_TABLES, qualityTable, type JpegEncodeOptions } from '../../src/io/jpeg.js';
 import { decodeJpeg, idct8x8 } from '../../src/io/jpeg_decode.js';
 import { rng } from '../helpers.js';
-import { COLOUR_SCRIPT, GREY_SCRIPT, writeProgressiveJpeg } from './jpeg_progressive_writer.js';
+import { COLOUR_SCRIPT, GREY_SCRIPT, writeProgressiveJpeg, writeSequentialJpeg } from './jpeg_progressive_writer.js';
 
 /** C(u)/2 cos((2x+1) u pi / 16). */
 const basis = (u: number, x: number) => ((u === 0 ? Math.SQRT1_2 : 1) / 2) * Math.cos(((2 * x + 1) * u * Math.PI) / 16);
@@ -430,6 +430,22 @@ describe('jpeg decoder: progressive (SOF2)', () => {
       }
     });
   }
+
+  it('sequential files with one scan per component, or scans in another order, and non-Annex-K tables', () => {
+    const [w, h, q] = [29, 18, 60];
+    const coefs = refCoefficients(randomImage(w, h, 41), w, h, q);
+    const [tl, tc] = [qualityTable(JPEG_BASE_TABLES.LUMA_Q, q), qualityTable(JPEG_BASE_TABLES.CHROMA_Q, q)];
+    const want = refReconstruct(coefs, w, h, q);
+    for (const [scans, ri] of [
+      [[[0, 1, 2]], 0],
+      [[[0], [1], [2]], 0],
+      [[[2], [0, 1]], 4],
+    ] as [number[][], number][]) {
+      const d = maxDiff(decodeJpeg(writeSequentialJpeg(coefs, [tl, tc, tc], w, h, scans, ri)).rgba, want);
+      expect(d.max, JSON.stringify(scans)).toBeLessThanOrEqual(1);
+      expect(d.nonzero, JSON.stringify(scans)).toBeLessThanOrEqual(Math.ceil(w * h * 4 * 0.002));
+    }
+  });
 
   it('3 components stored as RGB (Adobe APP14 transform 0) are not colour-converted', () => {
     const [w, h, q] = [19, 12, 85];

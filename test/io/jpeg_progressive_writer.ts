@@ -1,9 +1,10 @@
-// A progressive JPEG writer (T.81 Annex G, Huffman) for the decoder's tests, written from
-// the standard: it takes already-quantised coefficients (so the test knows exactly what a
-// correct decoder must reconstruct) and a scan script with spectral selection and
-// successive approximation, EOB runs and refinement correction bits, optional restart
-// intervals. 4:4:4 or grey only (every component 1x1, so an MCU of an interleaved DC scan
-// is one block per component). Huffman tables: every DC category at 4 bits, every AC
+// JPEG writers for the decoder's tests, written from T.81: progressive (Annex G, Huffman)
+// and sequential with a choice of scans (multi-scan SOF0 files). They take already-
+// quantised coefficients, so the test knows exactly what a correct decoder must
+// reconstruct; the progressive one follows a scan script with spectral selection and
+// successive approximation, EOB runs and refinement correction bits; both take optional
+// restart intervals. 4:4:4 or grey only (every component 1x1, so an MCU of an interleaved
+// scan is one block per component). Huffman tables: every DC category at 4 bits, every AC
 // symbol but 0xFF at 9 bits (valid, not optimal, and unlike the Annex K tables).
 
 export interface ProgressiveScan {
@@ -98,6 +99,16 @@ function seg(marker: number, body: number[]): number[] {
  *  row-major over ceil(w/8) x ceil(h/8)) with quantisation tables `qt` (natural order, one
  *  per component). */
 export function writeProgressiveJpeg(coefs: readonly Int32Array[], qt: readonly (readonly number[])[], w: number, h: number, script: readonly ProgressiveScan[], restartInterval = 0): Uint8Array {
+  return writeJpeg(coefs, qt, w, h, script, restartInterval, false);
+}
+
+/** A sequential (SOF0) JPEG of the same coefficients whose scans are `scans` (lists of
+ *  component indices: [[0, 1, 2]] interleaved, [[0], [1], [2]] one scan per component). */
+export function writeSequentialJpeg(coefs: readonly Int32Array[], qt: readonly (readonly number[])[], w: number, h: number, scans: number[][], restartInterval = 0): Uint8Array {
+  return writeJpeg(coefs, qt, w, h, scans.map((comps) => ({ comps, ss: 0, se: 63, ah: 0, al: 0 })), restartInterval, true);
+}
+
+function writeJpeg(coefs: readonly Int32Array[], qt: readonly (readonly number[])[], w: number, h: number, script: readonly ProgressiveScan[], restartInterval: number, sequential: boolean): Uint8Array {
   const nc = coefs.length;
   const [bw, bh] = [Math.ceil(w / 8), Math.ceil(h / 8)];
   const out: number[] = [0xff, 0xd8];
@@ -105,7 +116,7 @@ export function writeProgressiveJpeg(coefs: readonly Int32Array[], qt: readonly 
   for (let c = 0; c < nc; c++) out.push(...seg(0xdb, [c, ...ZIG.map((k) => qt[c][k])]));
   const sof = [8, h >> 8, h & 0xff, w >> 8, w & 0xff, nc];
   for (let c = 0; c < nc; c++) sof.push(c + 1, 0x11, c);
-  out.push(...seg(0xc2, sof));
+  out.push(...seg(sequential ? 0xc0 : 0xc2, sof));
   const dcCounts = new Array<number>(16).fill(0);
   dcCounts[DC_LEN - 1] = 12;
   const acCounts = new Array<number>(16).fill(0);
@@ -135,6 +146,30 @@ export function writeProgressiveJpeg(coefs: readonly Int32Array[], qt: readonly 
     };
     const block = (c: number, blk: number) => {
       const coef = coefs[c].subarray(blk * 64, blk * 64 + 64);
+      if (sequential) {
+        // DC difference, then the AC coefficients 1..63 with EOB (symbol 0x00) per block.
+        const diff = coef[0] - pred[c];
+        pred[c] = coef[0];
+        b.put(size(diff), DC_LEN);
+        putValue(b, diff);
+        let r = 0;
+        for (let k = 1; k < 64; k++) {
+          const v = coef[ZIG[k]];
+          if (v === 0) {
+            r++;
+            continue;
+          }
+          while (r > 15) {
+            b.put(0xf0, AC_LEN);
+            r -= 16;
+          }
+          b.put((r << 4) | size(v), AC_LEN);
+          putValue(b, v);
+          r = 0;
+        }
+        if (r > 0) b.put(0x00, AC_LEN);
+        return;
+      }
       if (ss === 0) {
         if (ah === 0) {
           const v = coef[0] >> al; // arithmetic shift: the DC point transform
