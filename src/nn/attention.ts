@@ -2,8 +2,10 @@
 // averaged over heads (the DAAM baseline), and its backward.
 // Kernels: shaders/attention.wgsl (forward, online softmax), attention_probs.wgsl,
 // attention_backward.wgsl. None of them stores the [B, H, Lq, Lk] score matrix. The
-// forward's 'per_tile' variant (rt.variants.attention, gpu/variants.ts; hardware
-// adapters) is shaders/attention_tiled.wgsl: one max and rescale per key tile.
+// forward has three variants (rt.variants.attention, gpu/variants.ts): 'rows2' (the
+// software adapter's, shaders/attention_rows2.wgsl: attention.wgsl's mapping with two
+// query rows per thread), 'per_key' (attention.wgsl) and 'per_tile' (hardware adapters,
+// shaders/attention_tiled.wgsl: one max and rescale per key tile).
 //
 // Shapes (diffusers' to_q/to_k/to_v outputs, no permute): q [B, Lq, H*D],
 // k and v [B, Lk, H*D], head h in columns h*D .. h*D + D - 1; out [B, Lq, H*D];
@@ -27,6 +29,15 @@ const MAX_HEAD_DIM = 160;
  *  most lanes are not idle. Few sizes, so few pipelines to compile per head dim. */
 function rowsPerWorkgroup(n: number): number {
   return n <= 8 ? 8 : n <= 32 ? 32 : 64;
+}
+
+/** Threads per workgroup of the rows2 forward (two query rows each): the fewest blocks of
+ *  at most 128 rows, each with as few threads (a multiple of 8, a CPU driver's SIMD
+ *  width) as cover it, so short sequences leave few rows idle (CLIP's 77 tokens: 40
+ *  threads and 3 idle rows, where 64 threads would leave 51). At most 8 sizes. */
+function rows2Workgroup(n: number): number {
+  const blocks = Math.ceil(n / 128);
+  return Math.min(64, 8 * Math.ceil(n / (2 * blocks) / 8));
 }
 
 const fmt = (t: Tensor) => `[${t.shape.join(',')}]`;
@@ -107,13 +118,22 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const d = dims('attention', q, k, v, opts);
   const out = Tensor.empty(q.rt, q.shape, d.dtype, 'attention_out');
   const lse = Tensor.empty(q.rt, [d.B, d.H, d.Lq], 'f32', 'attention_lse');
-  const wg = rowsPerWorkgroup(d.Lq);
-  const blocks = Math.ceil(d.Lq / wg);
-  const perTile = q.rt.variants.attention === 'per_tile';
-  const spec = perTile
-    ? { family: 'attention_tiled', entry: 'attention_tiled_forward', dtype: d.dtype,
-        overrides: { WG: wg, D4: d.D / 4, CAUSAL: d.causal ? 1 : 0, TK: perTileKeys(q.rt, d, wg) } }
-    : { family: 'attention', entry: 'attention_forward', dtype: d.dtype, overrides: overrides(d, wg) };
+  const variant = q.rt.variants.attention;
+  let wg: number;
+  let blocks: number;
+  let spec: { family: string; entry: string; dtype: 'f32' | 'f16'; overrides: Record<string, number> };
+  if (variant === 'rows2') {
+    wg = rows2Workgroup(d.Lq);
+    blocks = Math.ceil(d.Lq / (2 * wg));
+    spec = { family: 'attention_rows2', entry: 'attention_rows2_forward', dtype: d.dtype, overrides: overrides(d, wg) };
+  } else {
+    wg = rowsPerWorkgroup(d.Lq);
+    blocks = Math.ceil(d.Lq / wg);
+    spec = variant === 'per_tile'
+      ? { family: 'attention_tiled', entry: 'attention_tiled_forward', dtype: d.dtype,
+          overrides: { WG: wg, D4: d.D / 4, CAUSAL: d.causal ? 1 : 0, TK: perTileKeys(q.rt, d, wg) } }
+      : { family: 'attention', entry: 'attention_forward', dtype: d.dtype, overrides: overrides(d, wg) };
+  }
   q.rt.dispatch(
     spec,
     {
