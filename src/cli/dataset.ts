@@ -14,11 +14,13 @@ import { DAAM_THRESHOLD } from '../pipeline/daam.js';
 import { ANNOTATORS, buildDataset, datasetAnnotator, datasetVocabulary, mergeDatasets, parseShard, STORAGES, type BuildEvent } from '../pipeline/dataset/index.js';
 import { BUILTIN_TINY_CONFIGS } from '../pipeline/grounding_module.js';
 import { choiceOption, joinNegativeValues, numberOption, type NumberSpec } from './args.js';
+import { DETECTOR_ARG_OPTIONS, DETECTOR_NUMERIC, DETECTOR_USAGE_LINES, detectorOptions } from './detector_args.js';
 import type { Command } from './main.js';
 
 const BUILD_USAGE =
   'grounded-sd dataset build --model PATH|tiny --vocab voc|coco|FILE [--split 1|2|3|65_15|FILE] --count N --out DIR\n' +
-  '                          [--shard i/n] [--annotator daam|masks] [--gt DIR|FILE.json] [--storage regen|f16]\n' +
+  '                          [--shard i/n] [--annotator daam|masks|detector] [--gt DIR|FILE.json] [--storage regen|f16]\n' +
+  '                          [--detector CKPT [--detector-arch v1|v2] [--detector-score 0.05] [--detector-min-size 800] [--detector-max-size 1333]]\n' +
   '                          [--steps 50] [--guidance 5] [--seed 0] [--size N] [--feature-step T] [--daam-threshold 0.4] [--tokenizer DIR]';
 const MERGE_USAGE = 'grounded-sd dataset merge OUT IN...';
 
@@ -54,12 +56,12 @@ function printer(write: (s: string) => void): (e: BuildEvent) => void {
 
 async function build(argv: string[]): Promise<number> {
   const { values } = parseArgs({
-    args: joinNegativeValues(argv, Object.keys(NUMERIC)),
+    args: joinNegativeValues(argv, [...Object.keys(NUMERIC), ...Object.keys(DETECTOR_NUMERIC)]),
     options: {
       model: { type: 'string' }, tokenizer: { type: 'string' }, vocab: { type: 'string' }, split: { type: 'string' },
       count: { type: 'string' }, out: { type: 'string' }, shard: { type: 'string' }, annotator: { type: 'string' }, gt: { type: 'string' },
       storage: { type: 'string' }, steps: { type: 'string' }, guidance: { type: 'string' }, seed: { type: 'string' }, size: { type: 'string' },
-      'feature-step': { type: 'string' }, 'daam-threshold': { type: 'string' },
+      'feature-step': { type: 'string' }, 'daam-threshold': { type: 'string' }, ...DETECTOR_ARG_OPTIONS,
     },
     strict: true,
   });
@@ -85,12 +87,22 @@ async function build(argv: string[]): Promise<number> {
     throw new UsageError((e as Error).message);
   }
   if (daamThreshold !== undefined && annotatorName !== 'daam') throw new UsageError('--daam-threshold is for --annotator daam');
+  const detector = detectorOptions(annotatorName, values);
   // Everything the user gave is checked before the model loads.
   const vocab = datasetVocabulary(values.vocab, values.split);
-  const annotator = await datasetAnnotator(annotatorName, { gt: values.gt, classes: vocab.classes, daamThreshold: daamThreshold ?? DAAM_THRESHOLD });
   checkWritable([join(values.out, 'dataset.json'), join(values.out, 'samples', 'x')], '--out');
   const tiny = values.model === 'tiny';
   if (!tiny && !existsSync(values.model)) throw new InputError(`--model ${values.model} does not exist; give a diffusers folder or a single-file checkpoint, or --model tiny`);
+  // The detector loads (and a checkpoint of another architecture is refused) before the
+  // SD model, on the Runtime both then share.
+  const detRt = detector ? await Runtime.create() : undefined;
+  let annotator: Awaited<ReturnType<typeof datasetAnnotator>>;
+  try {
+    annotator = await datasetAnnotator(annotatorName, { gt: values.gt, classes: vocab.classes, daamThreshold: daamThreshold ?? DAAM_THRESHOLD, detector, runtime: detRt });
+  } catch (e) {
+    detRt?.destroy();
+    throw e;
+  }
 
   const write = (s: string) => process.stderr.write(s);
   const stop = new AbortController();
@@ -105,9 +117,10 @@ async function build(argv: string[]): Promise<number> {
   const onTerm = () => onSignal('SIGTERM');
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
-  const rt = await Runtime.create();
   let sd: StableDiffusion | undefined;
+  let rt: Runtime | undefined = detRt;
   try {
+    rt ??= await Runtime.create();
     sd = tiny ? StableDiffusion.random(rt, BUILTIN_TINY_CONFIGS, 0) : await StableDiffusion.load(rt, values.model, { tokenizerDir: values.tokenizer });
     if (tiny) write('model: built-in tiny model with random weights (pictures are noise; the data tests the pipeline only)\n');
     const summary = await buildDataset(sd, annotator, {
@@ -124,7 +137,8 @@ async function build(argv: string[]): Promise<number> {
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
     sd?.dispose();
-    rt.destroy();
+    annotator.dispose?.();
+    rt?.destroy();
   }
 }
 
@@ -148,9 +162,10 @@ export const datasetCommand: Command = {
     '  --split S              voc: 1, 2 or 3 (official); coco: 65_15; or FILE listing the seen classes',
     '  --count N              samples 0..N-1 (a rerun with a larger N extends the dataset)',
     '  --shard i/n            build only indices k with k % n == i (merge the shards with dataset merge)',
-    '  --annotator A          daam (DAAM pseudo-labels of the same run; default) or masks (--gt)',
+    '  --annotator A          daam (DAAM pseudo-labels of the same run; default), masks (--gt) or detector',
     '  --gt DIR|FILE.json     masks: a folder <sample id>/<class>.png (binary, sample ids 000000, 000001, ...)',
     '                         or COCO JSON (images named <sample id>.png, categories by class name)',
+    ...DETECTOR_USAGE_LINES.slice(1),
     '  --storage regen|f16    regen (default): latents, timestep, token ids + image and masks; training',
     '                         recomputes the features with one UNet call. f16: the grouped features (large)',
     '  --steps N --guidance G DDIM steps (default 50) and guidance (default 5.0), as the official construction',

@@ -13,17 +13,22 @@ import { checkWritable } from '../io/writable.js';
 import type { Segmodule } from '../models/grounding/segmodule.js';
 import { StableDiffusion } from '../models/sd.js';
 import { disposeParams } from '../nn/module.js';
+import { detectorAnnotator } from '../pipeline/annotate/detector.js';
 import { masksAnnotator } from '../pipeline/annotate/masks.js';
+import type { Annotator } from '../pipeline/annotate/types.js';
 import { groundedSampleGenerator } from '../pipeline/eval/engine.js';
 import { runEval, type EvalEvent } from '../pipeline/eval/run.js';
 import { vocabulary } from '../pipeline/eval/testsets.js';
 import { BUILTIN_TINY_CONFIGS, defaultImageSize, loadGroundingModule, randomGroundingModule } from '../pipeline/grounding_module.js';
 import { choiceOption, joinNegativeValues, numberOption, type NumberSpec } from './args.js';
+import { DETECTOR_ARG_OPTIONS, DETECTOR_NUMERIC, DETECTOR_USAGE_LINES, detectorOptions } from './detector_args.js';
 import type { Command } from './main.js';
 
 const USAGE =
   'grounded-sd eval --model PATH|tiny --grounding CKPT|tiny --vocab voc|coco [--split 1|2|3] [--count 20] [--out eval/]\n' +
-  '                 --annotator masks --gt DIR|FILE.json [--steps 50] [--guidance 7.5] [--seed 0] [--size N]\n' +
+  '                 --annotator masks --gt DIR|FILE.json | --annotator detector --detector CKPT [--detector-arch v1|v2]\n' +
+  '                 [--detector-score 0.05] [--detector-min-size 800] [--detector-max-size 1333]\n' +
+  '                 [--steps 50] [--guidance 7.5] [--seed 0] [--size N]\n' +
   '                 [--batchnorm official|eval] [--save-masks] [--tokenizer DIR]';
 
 const NUMERIC: Record<string, NumberSpec> = {
@@ -88,6 +93,8 @@ export const evalCommand: Command = {
     '  --count N              samples per test set (five sets: one seen, one unseen, two seen, seen+unseen, two unseen)',
     '  --annotator masks      ground truth supplied by --gt: a folder <sample id>/<class>.png (>127 inside)',
     '                         or a COCO JSON file (images named <sample id>.<ext>, categories by class name)',
+    ...DETECTOR_USAGE_LINES,
+    '                         (the detector runs on the same GPU runtime as SD; it is loaded first)',
     '  --out DIR              run folder (default eval/): samples/<id>.json, results.json, report.md, chart.png;',
     '                         rerunning with the same settings resumes, finished samples are not regenerated',
     '  --save-masks           also write each sample\'s image and masks as PNGs under samples/<id>/',
@@ -96,7 +103,7 @@ export const evalCommand: Command = {
   ].join('\n'),
   async run(argv) {
     const { values } = parseArgs({
-      args: joinNegativeValues(argv, Object.keys(NUMERIC)),
+      args: joinNegativeValues(argv, [...Object.keys(NUMERIC), ...Object.keys(DETECTOR_NUMERIC)]),
       options: {
         model: { type: 'string' },
         grounding: { type: 'string' },
@@ -113,14 +120,17 @@ export const evalCommand: Command = {
         size: { type: 'string' },
         batchnorm: { type: 'string' },
         'save-masks': { type: 'boolean' },
+        ...DETECTOR_ARG_OPTIONS,
       },
     });
     if (!values.model) throw new UsageError('--model PATH or --model tiny is required');
     if (!values.grounding) throw new UsageError('--grounding CKPT or --grounding tiny is required');
     if (!values.vocab) throw new UsageError('--vocab voc or --vocab coco is required');
-    if (!values.annotator) throw new UsageError('--annotator masks is required (ground truth from --gt)');
-    choiceOption('annotator', values.annotator, ['masks']);
-    if (!values.gt) throw new UsageError('--annotator masks needs --gt DIR (a folder <sample id>/<class>.png) or --gt FILE.json (COCO)');
+    if (!values.annotator) throw new UsageError('--annotator masks (ground truth from --gt) or --annotator detector (--detector CKPT) is required');
+    const annotatorName = choiceOption('annotator', values.annotator, ['masks', 'detector'] as const) as 'masks' | 'detector';
+    const detector = detectorOptions(annotatorName, values);
+    if (annotatorName === 'masks' && !values.gt) throw new UsageError('--annotator masks needs --gt DIR (a folder <sample id>/<class>.png) or --gt FILE.json (COCO)');
+    if (annotatorName === 'detector' && values.gt !== undefined) throw new UsageError('--gt is for --annotator masks; the detector annotator makes its own ground truth');
     const vocab = asUsage(() => vocabulary(values.vocab as string, values.split));
     const count = numberOption('count', values.count, 20, NUMERIC.count);
     const steps = numberOption('steps', values.steps, 50, NUMERIC.steps);
@@ -137,18 +147,33 @@ export const evalCommand: Command = {
     const tinyGrounding = values.grounding === 'tiny';
     if (!tinyModel && !existsSync(values.model)) throw new UsageError(`--model ${values.model} does not exist; give a diffusers folder or a single-file checkpoint, or --model tiny`);
     if (!tinyGrounding && !existsSync(values.grounding)) throw new UsageError(`--grounding ${values.grounding} does not exist; give the grounding checkpoint, or --grounding tiny`);
-    // The ground truth is opened (and its format checked) before any model is loaded.
-    const annotator = await masksAnnotator(values.gt, vocab.classes);
     const write = (s: string) => process.stderr.write(s);
     const size = values.size !== undefined ? Number(values.size) : undefined;
-
-    // Models are loaded only when a sample is left to generate (runEval asks for them).
+    // The ground truth is opened (and its format checked) before any model is loaded; the
+    // detector is loaded first (a checkpoint of another architecture fails before SD
+    // loads) on the Runtime SD then shares.
     let rt: Runtime | undefined;
+    let annotator: Annotator & { dispose?(): void };
+    if (detector) {
+      rt = await Runtime.create();
+      try {
+        const t0 = performance.now();
+        annotator = await detectorAnnotator(rt, detector);
+        write(`detector ${String(annotator.identity.model)} ready in ${seconds((performance.now() - t0) / 1000)}\n`);
+      } catch (e) {
+        rt.destroy();
+        throw e;
+      }
+    } else {
+      annotator = await masksAnnotator(values.gt as string, vocab.classes);
+    }
+
+    // The SD models are loaded only when a sample is left to generate (runEval asks for them).
     let sd: StableDiffusion | undefined;
     let seg: Segmodule | undefined;
     const generator = async () => {
       const t0 = performance.now();
-      rt = await Runtime.create();
+      rt ??= await Runtime.create();
       sd = tinyModel ? StableDiffusion.random(rt, BUILTIN_TINY_CONFIGS, 0) : await StableDiffusion.load(rt, values.model as string, { tokenizerDir: values.tokenizer });
       const side = size ?? defaultImageSize(sd);
       seg = tinyGrounding ? randomGroundingModule(rt, sd, side, 0) : (await loadGroundingModule(rt, sd, values.grounding as string, side)).module;
@@ -174,6 +199,7 @@ export const evalCommand: Command = {
     } finally {
       if (seg) disposeParams(seg);
       (sd as StableDiffusion | undefined)?.dispose();
+      annotator.dispose?.();
       (rt as Runtime | undefined)?.destroy();
     }
   },

@@ -418,9 +418,12 @@ describe('bad input', () => {
     let r = await run('build', '--model', 'tiny', '--vocab', 'klingon', '--count', '1', '--out', join(tmp, 'cli_bad'));
     expect(r.code).toBe(1);
     expect(r.err.join('\n')).toMatch(/--vocab klingon is not known/);
+    r = await run(...common, '--annotator', 'oracle');
+    expect(r.code).toBe(2);
+    expect(r.err.join('\n')).toMatch(/--annotator must be one of daam, masks, detector/);
     r = await run(...common, '--annotator', 'detector');
     expect(r.code).toBe(2);
-    expect(r.err.join('\n')).toMatch(/--annotator must be one of daam, masks/);
+    expect(r.err.join('\n')).toMatch(/--annotator detector needs --detector CKPT/);
     r = await run(...common, '--annotator', 'masks');
     expect(r.code).toBe(1);
     expect(r.err.join('\n')).toMatch(/needs --gt/);

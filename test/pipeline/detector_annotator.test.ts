@@ -103,8 +103,12 @@ describe('detector annotator on the full v1 model', () => {
     const ckpt = join(tmp, 'v1.safetensors');
     await writeSafetensors(ckpt, Object.fromEntries(Object.entries(m.weights.tensors).map(([n, spec]) => [n, { dtype: 'F32' as const, shape: spec.shape, data: generateTensor(n, spec, m.weights.seed) }])));
     const [W, H] = [64, 48];
-    const rgb = generatedUniforms('annotator.image', 1, 3 * H * W);
+    // The annotator reads the 8-bit image (rgba / 255); rgb is deliberately not it.
+    const u = generatedUniforms('annotator.image', 1, 3 * H * W);
     const rgba = new Uint8Array(W * H * 4);
+    for (let i = 0; i < W * H; i++) for (let c = 0; c < 4; c++) rgba[4 * i + c] = c === 3 ? 255 : Math.floor(256 * u[c * W * H + i]);
+    const rgb = Float32Array.from({ length: 3 * W * H }, (_, k) => rgba[4 * (k % (W * H)) + Math.floor(k / (W * H))] / 255);
+    const noise = Float32Array.from(rgb, (v, k) => (k % 2 ? v : 1 - v));
     const sizes = { minSize: 96, maxSize: 128 };
     const annotator = await detectorAnnotator(rt, { checkpoint: ckpt, ...sizes });
     const model = await loadMaskRCNN(rt, ckpt, { config: { min_size: 96, max_size: 128 } });
@@ -120,7 +124,7 @@ describe('detector annotator on the full v1 model', () => {
       const found = [...new Set(Array.from(det.labels))].map((l) => COCO_CATEGORIES[l]).filter((c) => c !== 'N/A');
       const missing = COCO_CATEGORIES.find((c, l) => l > 0 && c !== 'N/A' && !det.labels.includes(l)) as string;
       const classes = [...found.slice(0, 3), missing];
-      const got = await annotator.annotate({ id: 's0', image: { width: W, height: H, rgb, rgba }, classes, prompt: '' });
+      const got = await annotator.annotate({ id: 's0', image: { width: W, height: H, rgb: noise, rgba }, classes, prompt: '' });
       const want = officialMasks(det, classes, (c) => cocoLabelsFor(c), 0.05, 0.5);
       expect([...got.keys()]).toEqual(classes);
       expect(got.get(missing)).toBeNull();

@@ -333,7 +333,7 @@ describe('grounded-sd eval: option errors before any work', () => {
       [base.filter((_, i) => i > 1), '--model PATH or --model tiny is required'],
       [[...base, '--count', '0'], '--count must be >= 1, got 0'],
       [[...base, '--split', '4'], '--split 4 is not a PASCAL VOC split: the official splits are 1, 2 and 3'],
-      [[...base, '--annotator', 'detector'], "--annotator must be one of masks, got 'detector'"],
+      [[...base, '--annotator', 'oracle'], "--annotator must be one of masks, detector, got 'oracle'"],
       [[...base, '--size', '60'], '--size must be a multiple of 8 (the VAE\'s 8x downsampling), got 60'],
     ];
     for (const [args, message] of cases) {

@@ -6,13 +6,27 @@
 // classes named differently (aeroplane, motorbike, sofa, tvmonitor) built in; a custom
 // vocabulary works by the same rule and may add aliases (class -> COCO names).
 // Classes no COCO category maps to are refused in prepare(), before any generation.
+//
+// The detector sees the image as it is saved, 8-bit (sample.image.rgba / 255), as the
+// paper's pipeline ran the detector on saved images: the ground truth can be recomputed
+// from the stored PNG alone.
+//
+// The rule needs at most one instance per class, so annotate() runs the model's stages
+// itself and computes masks only for the chosen instances (the mask head costs ~0.9
+// GFLOP per detection, 100 detections ~92 GFLOP, more than the rest of a small image's
+// pass); each detection's mask does not depend on the others, so the answer is the rule
+// applied to detect()'s full output (checked by test/pipeline/detector_annotator.test.ts).
 import { InputError } from '../../gpu/errors.js';
 import type { Runtime } from '../../gpu/runtime.js';
 import { sha256File } from '../../io/file_hash.js';
 import { COCO_CATEGORIES } from '../../models/detector/categories.js';
 import type { DetectorArch } from '../../models/detector/config.js';
 import { loadMaskRCNN } from '../../models/detector/load.js';
-import type { DetectionResult, MaskRCNN } from '../../models/detector/maskrcnn.js';
+import type { DetectionResult, DetectorImage, MaskRCNN } from '../../models/detector/maskrcnn.js';
+import { pasteMaskCrops } from '../../models/detector/paste.js';
+import type { Detections } from '../../models/detector/roi_heads.js';
+import { resizeBoxes } from '../../nn/boxes.js';
+import { scopeAsync } from '../../tensor/scope.js';
 import { COCO_TO_VOC_NAMES, normaliseName } from './coco.js';
 import type { AnnotateSample, Annotator, PlannedAnnotation } from './types.js';
 
@@ -56,13 +70,9 @@ export function officialMasks(
   det: DetectionResult, classes: readonly string[], labelsOf: (cls: string) => readonly number[], scoreThreshold: number, maskThreshold: number,
 ): Map<string, Uint8Array | null> {
   const out = new Map<string, Uint8Array | null>();
-  for (const cls of classes) {
-    const labels = labelsOf(cls);
-    let best = -1;
-    for (let k = 0; k < det.scores.length; k++) {
-      if (!labels.includes(det.labels[k]) || !(det.scores[k] >= scoreThreshold)) continue;
-      if (best < 0 || det.scores[k] > det.scores[best]) best = k;
-    }
+  const chosen = chosenDetections(det.scores, det.labels, classes, labelsOf, scoreThreshold);
+  for (const [c, cls] of classes.entries()) {
+    const best = chosen[c];
     if (best < 0) {
       out.set(cls, null);
       continue;
@@ -75,6 +85,66 @@ export function officialMasks(
     out.set(cls, mask);
   }
   return out;
+}
+
+/** For each class in order, the index of its top-scoring qualifying detection (the same
+ *  choice as officialMasks: first of equal scores), -1 when none qualifies. */
+export function chosenDetections(
+  scores: ArrayLike<number>, labels: ArrayLike<number>, classes: readonly string[], labelsOf: (cls: string) => readonly number[], scoreThreshold: number,
+): number[] {
+  return classes.map((cls) => {
+    const wanted = labelsOf(cls);
+    let best = -1;
+    for (let k = 0; k < scores.length; k++) {
+      if (!wanted.includes(labels[k]) || !(scores[k] >= scoreThreshold)) continue;
+      if (best < 0 || scores[k] > scores[best]) best = k;
+    }
+    return best;
+  });
+}
+
+/** model.detect() on one image, keeping only the detections `choose` picks (ascending
+ *  indices into the image's detections, so the score order is kept), whose masks alone
+ *  are computed and pasted. */
+export async function detectSubset(rt: Runtime, model: MaskRCNN, image: DetectorImage, choose: (d: Detections) => number[]): Promise<DetectionResult> {
+  const { width, height } = image;
+  return scopeAsync(async () => {
+    const { batch, imageSizes } = model.transform(rt, [image]);
+    const { body, fpn } = model.backbone.forward(batch);
+    for (const t of body) t.dispose();
+    const head = model.rpnHead(fpn);
+    const host = await Promise.all(head.map(async (h) => ({ objectness: await h.objectness.toArray(), deltas: await h.deltas.toArray(), shape: h.objectness.shape })));
+    for (const h of head) {
+      h.objectness.dispose();
+      h.deltas.dispose();
+    }
+    const { anchors, numAnchorsPerLevel } = model.anchors([batch.shape[2], batch.shape[3]], fpn.map((f) => [f.shape[2], f.shape[3]] as [number, number]));
+    const proposals = model.proposals(host, anchors, numAnchorsPerLevel, imageSizes);
+    const [all] = await model.detections(fpn, proposals.map((p) => p.boxes), imageSizes);
+    const keep = [...new Set(choose(all))].sort((a, b) => a - b);
+    const d: Detections = {
+      boxes: new Float32Array(keep.length * 4), scores: new Float32Array(keep.length), labels: new Int32Array(keep.length), proposalIdx: new Int32Array(keep.length),
+    };
+    keep.forEach((k, j) => {
+      d.boxes.set(all.boxes.subarray(4 * k, 4 * k + 4), 4 * j);
+      d.scores[j] = all.scores[k];
+      d.labels[j] = all.labels[k];
+      d.proposalIdx[j] = all.proposalIdx[k];
+    });
+    const [probs] = await model.maskProbs(fpn, [d], imageSizes);
+    const boxes = resizeBoxes(d.boxes, imageSizes[0], [height, width]);
+    const { masks } = await pasteMaskCrops(rt, probs, 2 * model.cfg.roi_align.mask_output_size, boxes, [height, width], model.cfg.mask_paste_padding);
+    return { width, height, boxes, scores: d.scores, labels: d.labels, masks };
+  });
+}
+
+/** 8-bit RGBA [H, W, 4] -> RGB in [0, 1], channel-major [3, H, W] (v / 255, as
+ *  torchvision's to_tensor / convert_image_dtype on a uint8 image). */
+export function rgbOf8Bit(rgba: Uint8Array, width: number, height: number): Float32Array {
+  const n = width * height;
+  const rgb = new Float32Array(3 * n);
+  for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) rgb[c * n + i] = rgba[4 * i + c] / 255;
+  return rgb;
 }
 
 class DetectorAnnotator implements Annotator {
@@ -103,9 +173,14 @@ class DetectorAnnotator implements Annotator {
   }
 
   async annotate(sample: AnnotateSample): Promise<Map<string, Uint8Array | null>> {
-    const { width, height, rgb } = sample.image;
-    const [det] = await this.model.detect(this.rt, [{ width, height, rgb }]);
-    return officialMasks(det, sample.classes, (c) => this.labels(c), this.score, this.maskThreshold);
+    const { width, height, rgba } = sample.image;
+    if (!(width > 0 && height > 0) || rgba.length !== 4 * width * height) {
+      throw new InputError(`detector annotator: sample ${sample.id}'s image is ${height}x${width} with ${rgba.length} RGBA bytes; it needs a non-empty image`);
+    }
+    const rgb = rgbOf8Bit(rgba, width, height);
+    const labelsOf = (c: string) => this.labels(c);
+    const det = await detectSubset(this.rt, this.model, { width, height, rgb }, (all) => chosenDetections(all.scores, all.labels, sample.classes, labelsOf, this.score).filter((k) => k >= 0));
+    return officialMasks(det, sample.classes, labelsOf, this.score, this.maskThreshold);
   }
 
   dispose(): void {

@@ -1,6 +1,8 @@
 // The annotators a dataset build can use (--annotator): 'daam' (pseudo-labels from the
-// sampling run, annotate/daam.ts) and 'masks' (supplied ground truth, annotate/masks.ts: a
-// folder <sample id>/<class>.png or a COCO JSON file, sample ids as in plan.ts).
+// sampling run, annotate/daam.ts), 'masks' (supplied ground truth, annotate/masks.ts: a
+// folder <sample id>/<class>.png or a COCO JSON file, sample ids as in plan.ts) and
+// 'detector' (the built-in Mask R-CNN with the official rule, annotate/detector.ts; it
+// runs on the generating model's Runtime).
 //
 // Training labels are stricter than the evaluation's reading of a PNG mask (a pixel is
 // inside when its brightest channel is > 127): a supplied PNG must be binary, black outside
@@ -12,10 +14,12 @@ import { join } from 'node:path';
 import { InputError } from '../../gpu/errors.js';
 import { decodePng } from '../../io/png.js';
 import { DaamAnnotator } from '../annotate/daam.js';
+import type { Runtime } from '../../gpu/runtime.js';
+import { detectorAnnotator, type DetectorAnnotatorOptions } from '../annotate/detector.js';
 import { classFileNames, masksAnnotator } from '../annotate/masks.js';
 import type { AnnotateSample, Annotator } from '../annotate/types.js';
 
-export const ANNOTATORS = ['daam', 'masks'] as const;
+export const ANNOTATORS = ['daam', 'masks', 'detector'] as const;
 export type AnnotatorName = (typeof ANNOTATORS)[number];
 
 /** Throws InputError unless the PNG at `path` is a binary mask (see above). */
@@ -75,8 +79,25 @@ async function strictMasksAnnotator(gt: string, classes: readonly string[]): Pro
   };
 }
 
-/** The annotator named `name`; 'masks' needs `gt`. */
-export async function datasetAnnotator(name: string, opts: { gt?: string; classes: readonly string[]; daamThreshold?: number }): Promise<Annotator> {
+export interface DatasetAnnotatorOptions {
+  gt?: string;
+  classes: readonly string[];
+  daamThreshold?: number;
+  /** 'detector': the checkpoint and settings, and the Runtime the model loads on (the
+   *  generating model's). */
+  detector?: DetectorAnnotatorOptions;
+  runtime?: Runtime;
+}
+
+/** The annotator named `name`; 'masks' needs `gt`, 'detector' needs `detector` and
+ *  `runtime` (its model is loaded here: dispose() frees it). */
+export async function datasetAnnotator(name: string, opts: DatasetAnnotatorOptions): Promise<Annotator & { dispose?(): void }> {
+  if (name !== 'masks' && opts.gt !== undefined && name !== 'daam') throw new InputError(`--gt is for --annotator masks; the ${name} annotator makes its own masks`);
+  if (name === 'detector') {
+    if (!opts.detector) throw new InputError('--annotator detector needs --detector CKPT (a torchvision Mask R-CNN state dict, .pth or .safetensors)');
+    if (!opts.runtime) throw new InputError('the detector annotator needs the Runtime the model runs on');
+    return detectorAnnotator(opts.runtime, opts.detector);
+  }
   if (name === 'daam') {
     if (opts.gt !== undefined) throw new InputError('--gt is for --annotator masks; the daam annotator takes its masks from the sampling run');
     return new DaamAnnotator(opts.daamThreshold);
@@ -85,5 +106,5 @@ export async function datasetAnnotator(name: string, opts: { gt?: string; classe
     if (opts.gt === undefined) throw new InputError('--annotator masks needs --gt DIR (a folder <sample id>/<class>.png, sample ids 000000, 000001, ...) or --gt FILE.json (COCO, images named <sample id>.png)');
     return strictMasksAnnotator(opts.gt, opts.classes);
   }
-  throw new InputError(`--annotator ${name} is not known: use daam (DAAM pseudo-labels from the sampling run) or masks (supplied masks, --gt)`);
+  throw new InputError(`--annotator ${name} is not known: use daam (DAAM pseudo-labels from the sampling run), masks (supplied masks, --gt) or detector (the built-in Mask R-CNN, --detector)`);
 }
