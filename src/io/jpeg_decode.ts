@@ -663,8 +663,7 @@ function componentPlane(c: Component): Uint8Array {
       for (let y = 0; y < 8; y++) {
         const row = (by * 8 + y) * stride + bx * 8;
         for (let x = 0; x < 8; x++) {
-          const v = Math.round(out[y * 8 + x]);
-          plane[row + x] = v < 0 ? 0 : v > 255 ? 255 : v;
+          plane[row + x] = clampByte(out[y * 8 + x]);
         }
       }
     }
@@ -679,6 +678,10 @@ function upsample(c: Component, plane: Uint8Array, f: Frame): Float32Array {
   const rx = f.hmax / c.h;
   const ry = f.vmax / c.v;
   const out = new Float32Array(width * height);
+  if (rx === 1 && ry === 1) {
+    for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) out[y * width + x] = plane[y * stride + x];
+    return out;
+  }
   // Horizontal pass into rows of `width` for each of the component's ht rows.
   const rows = new Float32Array(width * c.ht);
   const lastX = c.w - 1;
@@ -709,8 +712,10 @@ function upsample(c: Component, plane: Uint8Array, f: Frame): Float32Array {
   return out;
 }
 
+/** Math.round then clamp to 0..255 ((v + 0.5) | 0 truncates, which equals flooring for
+ *  v >= -0.5; anything below rounds to <= 0 either way and is clamped). */
 function clampByte(v: number): number {
-  const r = Math.round(v);
+  const r = (v + 0.5) | 0;
   return r < 0 ? 0 : r > 255 ? 255 : r;
 }
 
@@ -731,19 +736,22 @@ function toRgba(f: Frame, jfif: boolean, adobeTransform: number): DecodedJpeg {
   const ids = f.comps.map((c) => c.id);
   const rgb = adobeTransform === 0 || (!jfif && adobeTransform < 0 && ids[0] === 0x52 && ids[1] === 0x47 && ids[2] === 0x42);
   const [p0, p1, p2] = planes;
-  for (let i = 0; i < n; i++) {
-    if (rgb) {
+  if (rgb) {
+    for (let i = 0; i < n; i++) {
       rgba[4 * i] = clampByte(p0[i]);
       rgba[4 * i + 1] = clampByte(p1[i]);
       rgba[4 * i + 2] = clampByte(p2[i]);
-    } else {
-      const y = p0[i];
-      const cb = p1[i] - 128;
-      const cr = p2[i] - 128;
-      rgba[4 * i] = clampByte(y + 1.402 * cr);
-      rgba[4 * i + 1] = clampByte(y - 0.344136 * cb - 0.714136 * cr);
-      rgba[4 * i + 2] = clampByte(y + 1.772 * cb);
+      rgba[4 * i + 3] = 255;
     }
+    return { width, height, rgba };
+  }
+  for (let i = 0; i < n; i++) {
+    const y = p0[i];
+    const cb = p1[i] - 128;
+    const cr = p2[i] - 128;
+    rgba[4 * i] = clampByte(y + 1.402 * cr);
+    rgba[4 * i + 1] = clampByte(y - 0.344136 * cb - 0.714136 * cr);
+    rgba[4 * i + 2] = clampByte(y + 1.772 * cb);
     rgba[4 * i + 3] = 255;
   }
   return { width, height, rgba };
