@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../../gpu/errors.js';
 import { handler as clipText } from './clip_text.js';
+import { runDetectorModelParity } from './detector_model.js';
 import { isDetectorOpsManifest, runDetectorOpsParity } from './detector_ops.js';
 import { handler as evalMiou } from './eval.js';
 import { handler as grounded } from './grounded.js';
@@ -18,11 +19,10 @@ import { handler as vae } from './vae.js';
 
 export type { ParityCheck, ParityRow, ParityHandler, ParityMetric } from './types.js';
 
-/** The detector component: the ops unit cases are checked; the Mask R-CNN model fixtures
- *  (maskrcnn_v1/v2) have no handler yet and stay visible skips. */
+/** The detector component: the ops unit cases (RoIAlign, NMS, box decoding, mask paste)
+ *  and the Mask R-CNN model fixtures (v1 and v2, every stage), told apart by the manifest. */
 const detector: ParityHandler = {
-  run: (dir, manifest, log) => runDetectorOpsParity(dir, manifest, log),
-  accepts: isDetectorOpsManifest,
+  run: (dir, manifest, log) => (isDetectorOpsManifest(manifest) ? runDetectorOpsParity(dir, manifest, log) : runDetectorModelParity(dir, manifest, log)),
 };
 
 /** manifest `component` -> its handler. A component missing here is reported by name. */
