@@ -78,6 +78,8 @@ const RULES: Record<string, Rule> = {
   matmul_forward: matmulForward,
   matmul_backward_bias: (p, info, el) => ({ op: 'bias_grad', shape: `${p(0)}x${p(1)}`, flops: p(0) * p(1), bytes: el * (p(0) * p(1) + p(1) * (info.overrides.ACCUMULATE ? 2 : 1)) }),
   conv2d_forward: convForward,
+  // Variant igemm (conv2d_igemm.wgsl): the same fields, its row length in elements.
+  conv2d_igemm_forward: (p, info, el) => ({ op: 'conv2d', ...convForward((i) => (i === 3 ? p(3) / 4 : p(i)), info, el) }),
   conv2d_pad_input: (p, _info, el) => {
     const [total, hs, ws, hd, wd] = [p(0), p(1), p(2), p(3), p(4)];
     const planes = total / (hd * wd);

@@ -1,6 +1,9 @@
 // 2-D convolution (NCHW, PyTorch weights [Cout, Cin, KH, KW]) with a fused epilogue
 // (bias, activation, residual, 1/outputScale), and its backward (dx, dweight, dbias).
-// Kernels: shaders/conv2d.wgsl (forward, zero-padding copy), shaders/conv2d_backward.wgsl.
+// Kernels: shaders/conv2d.wgsl (forward 'direct', zero-padding copy),
+// shaders/conv2d_igemm.wgsl (forward 'igemm'), shaders/conv2d_backward.wgsl. The forward
+// kernel is rt.variants.conv2d (gpu/variants.ts): 'direct' or 'igemm' when forced, else
+// 'auto' picks per shape (useIgemm below; the backward's dx always runs 'direct').
 //
 // Shapes: x [N, Cin, H, W], weight [Cout, Cin, KH, KW], bias [Cout],
 // y [N, Cout, Ho, Wo] with Ho = floor((H + 2*pad - KH) / stride) + 1 (same for Wo).
@@ -173,6 +176,72 @@ function forwardDispatch(a: ForwardArgs): void {
   );
 }
 
+/** Implicit-GEMM forward: pixels per workgroup (RP in conv2d_igemm.wgsl) and output
+ *  channels per lane. */
+const IG_RP = 8;
+const IG_COLS = 4;
+const IG_MAX_WG = 64;
+const IG_WG_STEP = 8;
+
+/** The widest igemm workgroup (a multiple of 8 lanes up to 64) whose last channel block
+ *  wastes at most 1/8 of the lanes more than the least wasteful width (as matmul's). */
+function igemmWorkgroup(cout: number): number {
+  const lanes = Math.ceil(cout / IG_COLS);
+  const waste = (wg: number) => Math.ceil(lanes / wg) * wg - lanes;
+  const widths: number[] = [];
+  for (let wg = IG_MAX_WG; wg >= IG_WG_STEP; wg -= IG_WG_STEP) widths.push(wg);
+  const least = Math.min(...widths.map(waste));
+  return widths.find((wg) => waste(wg) <= least + lanes / 8) ?? IG_WG_STEP;
+}
+
+/** Below this share of useful lanes in the direct kernel, 'auto' runs the implicit GEMM.
+ *  On lavapipe the implicit GEMM ran at 0.7-0.75x the direct kernel's GFLOP/s where the
+ *  direct kernel fills its lanes (32x32, 16x16, 64x64 maps) and 4-11x faster at the UNet's
+ *  8x8 and 4x4 maps (docs/PERFORMANCE.md, "Implicit-GEMM convolution"). */
+const DIRECT_MIN_USE = 0.7;
+
+/** Whether 'auto' runs the implicit GEMM for this output size: when the direct kernel
+ *  would compute mostly idle lanes (its 64 lanes span the (row, 4-column quad) positions
+ *  of one image, so a 4x4 output uses 16 of 256 lane-columns, an 8x8 one 64). */
+export function useIgemm(g: { Ho: number; Wo: number }): boolean {
+  const quads = g.Ho * Math.ceil(g.Wo / 4);
+  const used = (g.Ho * g.Wo) / (Math.ceil(quads / WG) * WG * 4);
+  return used < DIRECT_MIN_USE;
+}
+
+/** One conv2d_igemm_forward dispatch over `batch` samples of an already padded input. */
+function igemmDispatch(a: ForwardArgs): void {
+  const pixels = a.batch * a.ho * a.wo;
+  const wg = igemmWorkgroup(a.cout);
+  const blocksP = Math.ceil(pixels / IG_RP);
+  const blocksC = Math.ceil(a.cout / (IG_COLS * wg));
+  const wVec = (a.cin * a.KH * a.KW) % 4 === 0;
+  // The vec4 view needs a binding of at least one vec4 even when unused (W_VEC 0); a
+  // weight smaller than that (under 4 values) binds a scratch vec4 there instead.
+  const tiny = !wVec && a.weight.bytes < 4 * BYTES[a.dtype] ? Tensor.empty(a.rt, [4], a.dtype, 'conv2d.unused_vec4') : undefined;
+  a.rt.dispatch(
+    {
+      family: 'conv2d_igemm',
+      entry: 'conv2d_igemm_forward',
+      dtype: a.dtype,
+      overrides: {
+        WG: wg, KH: a.KH, KW: a.KW, STRIDE: a.S, W_VEC: wVec ? 1 : 0,
+        HAS_BIAS: a.bias ? 1 : 0, HAS_RESIDUAL: a.residual ? 1 : 0, ACT: ACT[a.activation],
+      },
+    },
+    {
+      params: [a.cin, a.cout, a.hp, a.wp, a.ho, a.wo, pixels, blocksP, blocksC, a.batch,
+        a.x.base, a.y.base, a.residual?.base ?? 0, f32(a.invScale)],
+      // The weight goes in twice (scalar and vec4 views). Absent bias/residual bind the
+      // weight again; the shader never reads them then.
+      bindings: [a.x.binding, a.weight.binding, (tiny ?? a.weight).binding, (a.bias ?? a.weight).binding, a.residual?.binding ?? a.weight.binding, a.y.binding],
+      workgroups: blocksP * blocksC,
+      label: `conv2d_igemm_forward[${a.batch}x${a.cin}x${a.hp}x${a.wp}->${a.cout}x${a.ho}x${a.wo},k${a.KH}x${a.KW},s${a.S}]`,
+    },
+  );
+  tiny?.dispose();
+}
+
 /** y = (act(conv2d(x, weight) + bias) + residual) / outputScale. x [N, Cin, H, W] ->
  *  [N, Cout, Ho, Wo]. Inference and training forward (backward needs only x). */
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, opts: Conv2dOptions = {}): Tensor {
@@ -189,8 +258,11 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, opts: Conv2dOpt
   if (weight.bytes > limit) throw new LimitError(`conv2d: weight ${fmt(weight.shape)} (${formatBytes(weight.bytes)}) exceeds the storage binding limit ${formatBytes(limit)} on ${rt.adapterName}`);
 
   const el = BYTES[dtype];
-  const wp = paddedWidth(W, g.pad, g.S, g.KW, Wo, false);
-  const copy = g.pad > 0 || W % 4 !== 0 || wp > W;
+  const variant = rt.variants.conv2d;
+  const igemm = variant === 'igemm' || (variant === 'auto' && useIgemm(g));
+  // The implicit GEMM reads any row length: only padding needs the copy.
+  const wp = igemm ? W + 2 * g.pad : paddedWidth(W, g.pad, g.S, g.KW, Wo, false);
+  const copy = igemm ? g.pad > 0 : g.pad > 0 || W % 4 !== 0 || wp > W;
   const hp = H + 2 * g.pad;
   const perSample: [string, number][] = [['x', Cin * H * W * el], ['y', Cout * Ho * Wo * el]];
   if (residual) perSample.push(['residual', Cout * Ho * Wo * el]);
@@ -203,7 +275,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, opts: Conv2dOpt
     const cnt = Math.min(chunk, N - n0);
     const xs = slice(x, n0, cnt, Cin * H * W);
     if (xp) padInto(xs, xp, cnt * Cin, H, W, hp, wp, g.pad, g.pad, 1);
-    forwardDispatch({
+    (igemm ? igemmDispatch : forwardDispatch)({
       rt, dtype, batch: cnt, cin: Cin, cout: Cout, hp: copy ? hp : H, wp: copy ? wp : W, ho: Ho, wo: Wo,
       KH: g.KH, KW: g.KW, S: g.S,
       x: xp ? { binding: xp.binding, base: 0 } : xs, weight, bias,

@@ -56,7 +56,7 @@ describe('dispatch costs of the real ops against hand-computed values', () => {
     const x = randomTensor(rt, [2, 3, 9, 10], 4).t;
     const w = randomTensor(rt, [4, 3, 3, 3], 5).t;
     const bias = randomTensor(rt, [4], 6).t;
-    const cs = await costs(rt, /^conv2d_/, () => [conv2d(x, w, bias, { padding: 1 })]);
+    const cs = await costs(rt, /^conv2d_/, () => [rt.variants.with({ conv2d: 'direct' }, () => conv2d(x, w, bias, { padding: 1 }))]);
     const conv = cs.find((c) => c.entry === 'conv2d_forward');
     const pad = cs.find((c) => c.entry === 'conv2d_pad_input');
     expect(conv?.flops).toBe(2 * 2 * 4 * 9 * 10 * 3 * 3 * 3);
@@ -66,6 +66,13 @@ describe('dispatch costs of the real ops against hand-computed values', () => {
     expect(pad?.op).toBe('conv2d_pad');
     expect(pad?.flops).toBe(0);
     expect(pad?.bytes).toBe(4 * (2 * 3 * 9 * 10 + 2 * 3 * 11 * 16));
+    // The implicit-GEMM variant: the same FLOPs; its padded copy needs no rounded rows.
+    const ci = await costs(rt, /^conv2d_/, () => [rt.variants.with({ conv2d: 'igemm' }, () => conv2d(x, w, bias, { padding: 1 }))]);
+    const ig = ci.find((c) => c.entry === 'conv2d_igemm_forward');
+    expect(ig?.op).toBe('conv2d');
+    expect(ig?.flops).toBe(2 * 2 * 4 * 9 * 10 * 3 * 3 * 3);
+    expect(ig?.shape).toBe('N2 3x11x12->4x9x10 k3x3 s1');
+    expect(ig?.bytes).toBe(4 * (2 * 3 * 11 * 12 + 4 * 3 * 3 * 3 + 4 + 2 * 4 * 9 * 10));
     for (const t of [x, w, bias]) t.dispose();
   });
 

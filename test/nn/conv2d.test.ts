@@ -6,6 +6,9 @@ import { conv2dBackwardRef, conv2dRef, convOut, type ConvDims } from '../../src/
 import { expectClose, finiteDiff, randomArray, randomTensor, requireF16, runtime, TOL } from '../helpers.js';
 
 type Case = [string, ConvDims];
+// The forward tests here force the 'direct' kernel (shaders/conv2d.wgsl): 'auto' would send
+// most of these small maps to the implicit GEMM, which test/nn/conv2d_igemm.test.ts covers.
+const direct = <R>(rt: Awaited<ReturnType<typeof runtime>>, fn: () => R): R => rt.variants.with({ conv2d: 'direct' }, fn);
 const ragged = { N: 2, Cin: 5, H: 9, W: 11 };
 // Shapes are not multiples of the tiles (8 channels x 4 columns per thread); Cout = 11
 // spans two channel blocks. W = 12 with a 1x1 kernel reads x in place (no padded copy).
@@ -34,7 +37,7 @@ describe('conv2d', () => {
   it.each(CASES)('forward %s matches float64', async (name, d) => {
     const rt = await runtime();
     const { x, w, b } = setup(rt, d, 100);
-    const y = conv2d(x.t, w.t, b.t, { stride: d.stride, padding: d.padding });
+    const y = direct(rt, () => conv2d(x.t, w.t, b.t, { stride: d.stride, padding: d.padding }));
     expect(y.shape).toEqual([d.N, d.Cout, convOut(d).Ho, convOut(d).Wo]);
     expectClose(await y.toArray(), conv2dRef(x.data, w.data, d, { bias: b.data }), { label: `conv2d ${name}`, relL2: TOL.matmul });
   });
@@ -44,7 +47,7 @@ describe('conv2d', () => {
     const d = CASES[1][1];
     const { x, w, b, Ho, Wo } = setup(rt, d, 200);
     const r = randomTensor(rt, [d.N, d.Cout, Ho, Wo], 204);
-    const y = conv2d(x.t, w.t, b.t, { stride: 2, padding: 1, activation: 'silu', residual: r.t, outputScale: 1.5 });
+    const y = direct(rt, () => conv2d(x.t, w.t, b.t, { stride: 2, padding: 1, activation: 'silu', residual: r.t, outputScale: 1.5 }));
     const ref = conv2dRef(x.data, w.data, d, { bias: b.data, activation: 'silu', residual: r.data, outputScale: 1.5 });
     expectClose(await y.toArray(), ref, { label: 'conv2d epilogue', relL2: TOL.matmul });
   });
@@ -100,7 +103,7 @@ describe('conv2d', () => {
     const { x, w, b, dy, Ho, Wo } = setup(rt, d, 600);
     const r = randomTensor(rt, [d.N, d.Cout, Ho, Wo], 604);
     const limit = 6000; // about two padded samples (5*11*16*4 = 3520 bytes each)
-    const y = conv2d(x.t, w.t, b.t, { padding: 1, residual: r.t, activation: 'silu', maxBindingBytes: limit });
+    const y = direct(rt, () => conv2d(x.t, w.t, b.t, { padding: 1, residual: r.t, activation: 'silu', maxBindingBytes: limit }));
     const yRef = conv2dRef(x.data, w.data, d, { bias: b.data, residual: r.data, activation: 'silu' });
     expectClose(await y.toArray(), yRef, { label: 'conv2d split', relL2: TOL.matmul });
     const g = conv2dBackward(x.t, w.t, dy.t, { padding: 1, bias: true, maxBindingBytes: limit });
@@ -111,7 +114,7 @@ describe('conv2d', () => {
     // The in-place (no padded copy) path with vec4 slices of x.
     const d1: ConvDims = { N: 3, Cin: 3, H: 3, W: 20, Cout: 4, KH: 1, KW: 1, stride: 1, padding: 0 };
     const s1 = setup(rt, d1, 610);
-    const y1 = conv2d(s1.x.t, s1.w.t, undefined, { maxBindingBytes: 1500 });
+    const y1 = direct(rt, () => conv2d(s1.x.t, s1.w.t, undefined, { maxBindingBytes: 1500 }));
     expectClose(await y1.toArray(), conv2dRef(s1.x.data, s1.w.data, d1), { label: 'conv2d 1x1 split', relL2: TOL.matmul });
   });
 
@@ -120,7 +123,7 @@ describe('conv2d', () => {
     const d = CASES[0][1];
     const { x, w, dy } = setup(rt, d, 700);
     expect(() => conv2d(x.t, w.t, undefined, { padding: 1, maxBindingBytes: 2000 })).toThrow(LimitError);
-    expect(() => conv2d(x.t, w.t, undefined, { padding: 1, maxBindingBytes: 2000 })).toThrow(/padded x/);
+    expect(() => direct(rt, () => conv2d(x.t, w.t, undefined, { padding: 1, maxBindingBytes: 2000 }))).toThrow(/padded x/);
     expect(() => conv2dBackward(x.t, w.t, dy.t, { padding: 1, maxBindingBytes: 2000 })).toThrow(/dilated dy/);
   });
 
@@ -130,7 +133,7 @@ describe('conv2d', () => {
     const d = CASES[1][1];
     const { x, w, b } = setup(rt, d, 800);
     const f16 = (t: Tensor, data: Float32Array) => Tensor.from(rt, data, t.shape, 'f16');
-    const y = conv2d(f16(x.t, x.data), f16(w.t, w.data), f16(b.t, b.data), { stride: 2, padding: 1 });
+    const y = direct(rt, () => conv2d(f16(x.t, x.data), f16(w.t, w.data), f16(b.t, b.data), { stride: 2, padding: 1 }));
     expect(y.dtype).toBe('f16');
     expectClose(await y.toArray(), conv2dRef(x.data, w.data, d, { bias: b.data }), { label: 'conv2d f16', relL2: TOL.f16 });
   });
