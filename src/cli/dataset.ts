@@ -11,7 +11,7 @@ import { Runtime } from '../gpu/runtime.js';
 import { checkWritable } from '../io/writable.js';
 import { StableDiffusion } from '../models/sd.js';
 import { DAAM_THRESHOLD } from '../pipeline/daam.js';
-import { ANNOTATORS, buildDataset, datasetAnnotator, datasetVocabulary, mergeDatasets, parseShard, STORAGES, type BuildEvent } from '../pipeline/dataset/index.js';
+import { ANNOTATORS, buildDataset, datasetAnnotator, datasetVocabulary, mergeDatasets, parseShard, STORAGES, VocInversionAnnotator, type BuildEvent } from '../pipeline/dataset/index.js';
 import { BUILTIN_TINY_CONFIGS } from '../pipeline/grounding_module.js';
 import { choiceOption, joinNegativeValues, numberOption, type NumberSpec } from './args.js';
 import { DETECTOR_ARG_OPTIONS, DETECTOR_NUMERIC, DETECTOR_USAGE_LINES, detectorOptions } from './detector_args.js';
@@ -19,7 +19,7 @@ import type { Command } from './main.js';
 
 const BUILD_USAGE =
   'grounded-sd dataset build --model PATH|tiny --vocab voc|coco|FILE [--split 1|2|3|65_15|FILE] --count N --out DIR\n' +
-  '                          [--shard i/n] [--annotator daam|masks|detector] [--gt DIR|FILE.json] [--storage regen|f16]\n' +
+  '                          [--shard i/n] [--annotator daam|masks|detector|ddim-inverse] [--gt DIR|FILE.json] [--voc DIR [--voc-list train]] [--storage regen|f16]\n' +
   '                          [--detector CKPT [--detector-arch v1|v2] [--detector-score 0.05] [--detector-min-size 800] [--detector-max-size 1333]]\n' +
   '                          [--steps 50] [--guidance 5] [--seed 0] [--size N] [--feature-step T] [--daam-threshold 0.4] [--tokenizer DIR]';
 const MERGE_USAGE = 'grounded-sd dataset merge OUT IN...';
@@ -61,18 +61,20 @@ async function build(argv: string[]): Promise<number> {
       model: { type: 'string' }, tokenizer: { type: 'string' }, vocab: { type: 'string' }, split: { type: 'string' },
       count: { type: 'string' }, out: { type: 'string' }, shard: { type: 'string' }, annotator: { type: 'string' }, gt: { type: 'string' },
       storage: { type: 'string' }, steps: { type: 'string' }, guidance: { type: 'string' }, seed: { type: 'string' }, size: { type: 'string' },
-      'feature-step': { type: 'string' }, 'daam-threshold': { type: 'string' }, ...DETECTOR_ARG_OPTIONS,
+      'feature-step': { type: 'string' }, 'daam-threshold': { type: 'string' }, voc: { type: 'string' }, 'voc-list': { type: 'string' }, ...DETECTOR_ARG_OPTIONS,
     },
     strict: true,
   });
   if (!values.model) throw new UsageError('--model PATH or --model tiny is required');
   if (!values.vocab) throw new UsageError('--vocab voc, coco or FILE is required');
-  if (!values.count) throw new UsageError('--count N is required (samples 0..N-1)');
+  const inverse = values.annotator === 'ddim-inverse';
+  if (!values.count && !inverse) throw new UsageError('--count N is required (samples 0..N-1)');
   if (!values.out) throw new UsageError('--out DIR is required');
-  const count = numberOption('count', values.count, 0, NUMERIC.count);
+  const count = values.count === undefined ? undefined : numberOption('count', values.count, 0, NUMERIC.count);
   const num = (k: string) => (values[k as keyof typeof values] === undefined ? undefined : numberOption(k, values[k as keyof typeof values] as string, 0, NUMERIC[k]));
   const steps = num('steps');
-  const guidanceScale = num('guidance');
+  // ddim-inverse: the inversion's guidance, 1 (the conditional prediction) unless given.
+  const guidanceScale = num('guidance') ?? (inverse ? 1 : undefined);
   const seed = num('seed');
   const size = num('size');
   if (size !== undefined && size % 8 !== 0) throw new UsageError(`--size must be a multiple of 8 (the VAE's 8x downsampling), got ${size}`);
@@ -98,7 +100,7 @@ async function build(argv: string[]): Promise<number> {
   const detRt = detector ? await Runtime.create() : undefined;
   let annotator: Awaited<ReturnType<typeof datasetAnnotator>>;
   try {
-    annotator = await datasetAnnotator(annotatorName, { gt: values.gt, classes: vocab.classes, daamThreshold: daamThreshold ?? DAAM_THRESHOLD, detector, runtime: detRt });
+    annotator = await datasetAnnotator(annotatorName, { gt: values.gt, classes: vocab.classes, daamThreshold: daamThreshold ?? DAAM_THRESHOLD, voc: values.voc, vocList: values['voc-list'], detector, runtime: detRt });
   } catch (e) {
     detRt?.destroy();
     throw e;
@@ -124,7 +126,7 @@ async function build(argv: string[]): Promise<number> {
     sd = tiny ? StableDiffusion.random(rt, BUILTIN_TINY_CONFIGS, 0) : await StableDiffusion.load(rt, values.model, { tokenizerDir: values.tokenizer });
     if (tiny) write('model: built-in tiny model with random weights (pictures are noise; the data tests the pipeline only)\n');
     const summary = await buildDataset(sd, annotator, {
-      out: values.out, model: tiny ? 'tiny' : resolve(values.model), vocab, count, seed, shard, storage,
+      out: values.out, model: tiny ? 'tiny' : resolve(values.model), vocab, count: count ?? (annotator as VocInversionAnnotator).length, seed, shard, storage,
       steps, guidanceScale, featureTimestep, size, signal: stop.signal, onEvent: printer(write),
     });
     const perHour = summary.seconds > 0 ? Math.round((3600 * summary.built) / summary.seconds) : null;
@@ -163,9 +165,13 @@ export const datasetCommand: Command = {
     '  --count N              samples 0..N-1 (a rerun with a larger N extends the dataset)',
     '  --shard i/n            build only indices k with k % n == i (merge the shards with dataset merge)',
     '  --annotator A          daam (DAAM pseudo-labels of the same run; default), masks (--gt) or detector',
+    '                         ddim-inverse: real pictures of a PASCAL VOC folder, DDIM-inverted (--voc)',
     '  --gt DIR|FILE.json     masks: a folder <sample id>/<class>.png (binary, sample ids 000000, 000001, ...)',
     '                         or COCO JSON (images named <sample id>.png, categories by class name)',
     ...DETECTOR_USAGE_LINES.slice(1),
+    '  --voc DIR              ddim-inverse: real pictures and label maps of a PASCAL VOC folder (sample i = picture i',
+    '                         of the list; --count defaults to the whole list; --guidance is the inversion\'s, default 1)',
+    '  --voc-list NAME        ddim-inverse: the list ImageSets/Segmentation/NAME.txt (default train)',
     '  --storage regen|f16    regen (default): latents, timestep, token ids + image and masks; training',
     '                         recomputes the features with one UNet call. f16: the grouped features (large)',
     '  --steps N --guidance G DDIM steps (default 50) and guidance (default 5.0), as the official construction',

@@ -11,6 +11,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { datasetCommand } from '../../src/cli/dataset.js';
 import { runCommand } from '../../src/cli/main.js';
 import { trainCommand } from '../../src/cli/train.js';
 import { encodeJpeg } from '../../src/io/jpeg.js';
@@ -195,5 +196,24 @@ describe('dataset build --annotator ddim-inverse', () => {
 
     await expect(buildDataset(sd, await VocInversionAnnotator.open(voc), { out: join(tmp, 'o3'), model: 'tiny', vocab, count: 5 }))
       .rejects.toThrow(/--count asks for 5 samples, but .*train\.txt lists 4 pictures/);
+  });
+
+  it('the CLI builds the same samples (count defaults to the list, guidance 1)', async () => {
+    const out = join(tmp, 'cli');
+    const r = await capture(() => runCommand('dataset', datasetCommand, ['build', '--model', 'tiny', '--vocab', 'voc', '--split', '1', '--annotator', 'ddim-inverse', '--voc', voc, '--out', out]));
+    expect(r.code, r.err.join('\n')).toBe(0);
+    expect(JSON.parse(r.out[r.out.length - 1])).toMatchObject({ planned: 4, built: 4, skipped: 1 });
+    // The library build of the first test used the same settings: same files, byte for byte.
+    for (const id of ['000000', '000001', '000002']) {
+      for (const f of ['image.png', 'sample.safetensors']) {
+        expect((await readFile(join(out, 'samples', id, f))).equals(await readFile(join(tmp, 'regen', 'samples', id, f))), `${id}/${f}`).toBe(true);
+      }
+    }
+    const noVoc = await capture(() => runCommand('dataset', datasetCommand, ['build', '--model', 'tiny', '--vocab', 'voc', '--split', '1', '--annotator', 'ddim-inverse', '--out', join(tmp, 'cli2')]));
+    expect(noVoc.code).not.toBe(0);
+    expect(noVoc.err.join('\n')).toMatch(/--annotator ddim-inverse needs --voc DIR/);
+    const stray = await capture(() => runCommand('dataset', datasetCommand, ['build', '--model', 'tiny', '--vocab', 'voc', '--split', '1', '--count', '1', '--voc', voc, '--out', join(tmp, 'cli3')]));
+    expect(stray.code).not.toBe(0);
+    expect(stray.err.join('\n')).toMatch(/--voc and --voc-list are for --annotator ddim-inverse/);
   });
 });

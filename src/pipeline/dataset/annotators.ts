@@ -3,6 +3,8 @@
 // folder <sample id>/<class>.png or a COCO JSON file, sample ids as in plan.ts) and
 // 'detector' (the built-in Mask R-CNN with the official rule, annotate/detector.ts; it
 // runs on the generating model's Runtime).
+// 'ddim-inverse' (real pictures of a PASCAL VOC folder with their label maps) makes its own
+// samples (voc_source.ts, maker.ts).
 //
 // Training labels are stricter than the evaluation's reading of a PNG mask (a pixel is
 // inside when its brightest channel is > 127): a supplied PNG must be binary, black outside
@@ -18,8 +20,9 @@ import type { Runtime } from '../../gpu/runtime.js';
 import { detectorAnnotator, type DetectorAnnotatorOptions } from '../annotate/detector.js';
 import { classFileNames, masksAnnotator } from '../annotate/masks.js';
 import type { AnnotateSample, Annotator } from '../annotate/types.js';
+import { VocInversionAnnotator } from './voc_source.js';
 
-export const ANNOTATORS = ['daam', 'masks', 'detector'] as const;
+export const ANNOTATORS = ['daam', 'masks', 'detector', 'ddim-inverse'] as const;
 export type AnnotatorName = (typeof ANNOTATORS)[number];
 
 /** Throws InputError unless the PNG at `path` is a binary mask (see above). */
@@ -83,6 +86,9 @@ export interface DatasetAnnotatorOptions {
   gt?: string;
   classes: readonly string[];
   daamThreshold?: number;
+  /** 'ddim-inverse': the VOC folder and the list name (default train). */
+  voc?: string;
+  vocList?: string;
   /** 'detector': the checkpoint and settings, and the Runtime the model loads on (the
    *  generating model's). */
   detector?: DetectorAnnotatorOptions;
@@ -92,6 +98,12 @@ export interface DatasetAnnotatorOptions {
 /** The annotator named `name`; 'masks' needs `gt`, 'detector' needs `detector` and
  *  `runtime` (its model is loaded here: dispose() frees it). */
 export async function datasetAnnotator(name: string, opts: DatasetAnnotatorOptions): Promise<Annotator & { dispose?(): void }> {
+  if (name === 'ddim-inverse') {
+    if (opts.voc === undefined) throw new InputError('--annotator ddim-inverse needs --voc DIR (a PASCAL VOC folder: JPEGImages/, SegmentationClass/, ImageSets/Segmentation/<list>.txt)');
+    if (opts.gt !== undefined) throw new InputError('--gt is for --annotator masks; the ddim-inverse annotator reads the label maps of --voc');
+    return VocInversionAnnotator.open(opts.voc, opts.vocList);
+  }
+  if (opts.voc !== undefined || opts.vocList !== undefined) throw new InputError('--voc and --voc-list are for --annotator ddim-inverse');
   if (name !== 'masks' && opts.gt !== undefined && name !== 'daam') throw new InputError(`--gt is for --annotator masks; the ${name} annotator makes its own masks`);
   if (name === 'detector') {
     if (!opts.detector) throw new InputError('--annotator detector needs --detector CKPT (a torchvision Mask R-CNN state dict, .pth or .safetensors)');
@@ -106,5 +118,5 @@ export async function datasetAnnotator(name: string, opts: DatasetAnnotatorOptio
     if (opts.gt === undefined) throw new InputError('--annotator masks needs --gt DIR (a folder <sample id>/<class>.png, sample ids 000000, 000001, ...) or --gt FILE.json (COCO, images named <sample id>.png)');
     return strictMasksAnnotator(opts.gt, opts.classes);
   }
-  throw new InputError(`--annotator ${name} is not known: use daam (DAAM pseudo-labels from the sampling run), masks (supplied masks, --gt) or detector (the built-in Mask R-CNN, --detector)`);
+  throw new InputError(`--annotator ${name} is not known: use daam (DAAM pseudo-labels from the sampling run), masks (supplied masks, --gt) or detector (the built-in Mask R-CNN, --detector), or ddim-inverse (real PASCAL VOC pictures and label maps, --voc)`);
 }
