@@ -25,12 +25,12 @@ export const VARIANTS = {
   group_norm: ['tree', 'subgroup'],
   /** Layer norm's row sums, forward and input backward (layer_norm_subgroup.wgsl). */
   layer_norm: ['tree', 'subgroup'],
-  /** The fused attention forward's online softmax: rows2 is per_key with two query rows
-   *  per thread, so each K/V tile read feeds two rows (attention_rows2.wgsl); per_key
+  /** The fused attention forward's online softmax: rows4 is per_key with four query rows
+   *  per thread, so each K/V tile read feeds four rows (attention_rows4.wgsl); per_key
    *  rescales the accumulator at every key, one row per thread (attention.wgsl); per_tile
    *  takes one max and one rescale per key tile, the tile's scores kept in workgroup
    *  memory (attention_tiled.wgsl). */
-  attention: ['rows2', 'per_key', 'per_tile'],
+  attention: ['rows4', 'per_key', 'per_tile'],
   /** The conv2d forward: direct tiles 8 output channels x 4 adjacent columns of one output
    *  row per thread over the rows of one image (conv2d.wgsl); igemm is an implicit GEMM
    *  with 8 pixels (flattened over batch and rows) per workgroup and 4 channels per lane
@@ -57,7 +57,7 @@ export interface VariantDevice {
 
 /** The variants an adapter runs unless told otherwise. */
 export function defaultVariants(dev: VariantDevice): VariantChoice {
-  if (dev.software) return { matmul: 'rows8', softmax: 'tree', group_norm: 'tree', layer_norm: 'tree', attention: 'rows2', conv2d: 'auto' };
+  if (dev.software) return { matmul: 'rows8', softmax: 'tree', group_norm: 'tree', layer_norm: 'tree', attention: 'rows4', conv2d: 'auto' };
   const reduction = dev.features.has('subgroups') ? 'subgroup' : 'tree';
   return { matmul: 'tiled', softmax: reduction, group_norm: reduction, layer_norm: reduction, attention: 'per_tile', conv2d: 'auto' };
 }

@@ -2,8 +2,8 @@
 // averaged over heads (the DAAM baseline), and its backward.
 // Kernels: shaders/attention.wgsl (forward, online softmax), attention_probs.wgsl,
 // attention_backward.wgsl. None of them stores the [B, H, Lq, Lk] score matrix. The
-// forward has three variants (rt.variants.attention, gpu/variants.ts): 'rows2' (the
-// software adapter's, shaders/attention_rows2.wgsl: attention.wgsl's mapping with two
+// forward has three variants (rt.variants.attention, gpu/variants.ts): 'rows4' (the
+// software adapter's, shaders/attention_rows4.wgsl: attention.wgsl's mapping with four
 // query rows per thread), 'per_key' (attention.wgsl) and 'per_tile' (hardware adapters,
 // shaders/attention_tiled.wgsl: one max and rescale per key tile).
 //
@@ -31,13 +31,13 @@ function rowsPerWorkgroup(n: number): number {
   return n <= 8 ? 8 : n <= 32 ? 32 : 64;
 }
 
-/** Threads per workgroup of the rows2 forward (two query rows each): the fewest blocks of
- *  at most 128 rows, each with as few threads (a multiple of 8, a CPU driver's SIMD
- *  width) as cover it, so short sequences leave few rows idle (CLIP's 77 tokens: 40
- *  threads and 3 idle rows, where 64 threads would leave 51). At most 8 sizes. */
-function rows2Workgroup(n: number): number {
-  const blocks = Math.ceil(n / 128);
-  return Math.min(64, 8 * Math.ceil(n / (2 * blocks) / 8));
+/** Threads per workgroup of the rows4 forward (four query rows each): the fewest blocks of
+ *  at most 256 rows, each with as few threads (a multiple of 8, a CPU driver's SIMD
+ *  width) as cover it, so short sequences leave few rows idle (CLIP's 77 tokens: 24
+ *  threads and 19 idle rows, where 64 threads would leave 179). At most 8 sizes. */
+function rows4Workgroup(n: number): number {
+  const blocks = Math.ceil(n / 256);
+  return Math.min(64, 8 * Math.ceil(n / (4 * blocks) / 8));
 }
 
 const fmt = (t: Tensor) => `[${t.shape.join(',')}]`;
@@ -122,10 +122,10 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   let wg: number;
   let blocks: number;
   let spec: { family: string; entry: string; dtype: 'f32' | 'f16'; overrides: Record<string, number> };
-  if (variant === 'rows2') {
-    wg = rows2Workgroup(d.Lq);
-    blocks = Math.ceil(d.Lq / (2 * wg));
-    spec = { family: 'attention_rows2', entry: 'attention_rows2_forward', dtype: d.dtype, overrides: overrides(d, wg) };
+  if (variant === 'rows4') {
+    wg = rows4Workgroup(d.Lq);
+    blocks = Math.ceil(d.Lq / (4 * wg));
+    spec = { family: 'attention_rows4', entry: 'attention_rows4_forward', dtype: d.dtype, overrides: overrides(d, wg) };
   } else {
     wg = rowsPerWorkgroup(d.Lq);
     blocks = Math.ceil(d.Lq / wg);

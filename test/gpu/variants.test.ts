@@ -12,7 +12,7 @@ const OLD_GPU = { software: false, features: new Set<string>(), name: "'old gpu'
 
 describe('kernel variants (no adapter)', () => {
   it('keeps the CPU-tuned kernels on the software adapter and picks the GPU ones elsewhere', () => {
-    expect(defaultVariants(SOFTWARE)).toEqual({ matmul: 'rows8', softmax: 'tree', group_norm: 'tree', layer_norm: 'tree', attention: 'rows2', conv2d: 'auto' });
+    expect(defaultVariants(SOFTWARE)).toEqual({ matmul: 'rows8', softmax: 'tree', group_norm: 'tree', layer_norm: 'tree', attention: 'rows4', conv2d: 'auto' });
     expect(defaultVariants(GPU)).toEqual({ matmul: 'tiled', softmax: 'subgroup', group_norm: 'subgroup', layer_norm: 'subgroup', attention: 'per_tile', conv2d: 'auto' });
     // Without the subgroups feature the reductions stay on workgroup-memory trees.
     expect(defaultVariants(OLD_GPU)).toEqual({ matmul: 'tiled', softmax: 'tree', group_norm: 'tree', layer_norm: 'tree', attention: 'per_tile', conv2d: 'auto' });
@@ -28,7 +28,7 @@ describe('kernel variants (no adapter)', () => {
     expect(v.matmul).toBe('tiled');
     expect(v.defaults.matmul).toBe('rows8');
     v.softmax = 'subgroup';
-    expect(v.toJSON()).toEqual({ matmul: 'tiled', softmax: 'subgroup', group_norm: 'tree', layer_norm: 'tree', attention: 'rows2', conv2d: 'auto' });
+    expect(v.toJSON()).toEqual({ matmul: 'tiled', softmax: 'subgroup', group_norm: 'tree', layer_norm: 'tree', attention: 'rows4', conv2d: 'auto' });
     expect(() => new KernelVariants(SOFTWARE, { conv: 'tiled' }, 'options.variants')).toThrow(/options\.variants: no kernel family 'conv'.*matmul: rows8\|tiled/);
     expect(() => v.set('matmul', 'tiled64')).toThrow(InputError);
     expect(() => v.set('matmul', 'tiled64')).toThrow(/matmul has no variant 'tiled64'; choose rows8 or tiled/);
