@@ -23,6 +23,12 @@
 // per channel) so the offsets of a group's taps in xp are (ci, ky, kx) * (plane, WP, 1)
 // with small constants; input channels past the last whole group (Cin % 4) take a scalar
 // tail loop.
+// Channels-last mode (conv2d_igemm_nhwc, Cin % 4 == 0): the host copies x padded and
+// transposed to [N, HP, WP, Cin] (conv2d_igemm_pad_nhwc) and the weight to
+// [Cout, KH, KW, Cin] (conv2d_igemm_pack_weight), and k runs over (ky, kx, ci): the
+// uniform input reads become one aligned vec4 (4 input channels) per pixel per 4 k, as
+// the rows8 matmul's `a` reads, and the weights stay 4 per-lane vec4 per 4 k: 8 uniform
+// vec4 + 4 per-lane vec4 loads per 32 vec4 fma, instead of 32 uniform scalars + 4 vec4.
 // Workgroups are numbered linearly, pixel block fastest, so neighbouring workgroups
 // stream the same weights while they are cached; folded into (x, y) by the host past
 // 65535. Ragged edges: pixels past the last one and channels past Cout clamp their load
@@ -162,4 +168,119 @@ fn conv2d_igemm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
       y[cp.y_base + at] = T(v * cp.inv_scale);
     }
   }
+}
+
+// Channels-last mode: xh [N, HP, WP, Cin] and wt [Cout, KH, KW, Cin] as vec4 along Cin.
+@group(0) @binding(1) var<storage, read> xh4: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read> wt4: array<vec4<T>>;
+@group(0) @binding(3) var<storage, read> bias_h: array<T>;
+@group(0) @binding(4) var<storage, read> residual_h: array<T>;
+@group(0) @binding(5) var<storage, read_write> y_h: array<T>;
+
+@compute @workgroup_size(WG)
+fn conv2d_igemm_nhwc(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+  let lin = wid.x + wid.y * nwg.x;
+  let pb = lin % cp.blocks_p;
+  let cb = lin / cp.blocks_p;
+  if (cb >= cp.blocks_c) { return; }
+  let taps = KH * KW;
+  let c4 = cp.cin / 4u;
+  let co0 = (cb * WG + lid) * 4u;
+  let w_row = min(vec4<u32>(co0, co0 + 1u, co0 + 2u, co0 + 3u), vec4<u32>(cp.cout - 1u)) * (taps * c4);
+  let hw = cp.ho * cp.wo;
+
+  // vec4 offset in xh of each pixel's first tap; x_base counts vec4 here.
+  var x_at: array<u32, RP>;
+  for (var i = 0u; i < RP; i++) {
+    let p = min(pb * RP + i, cp.pixels - 1u);
+    let n = p / hw;
+    let r = p - n * hw;
+    let oy = r / cp.wo;
+    let ox = r - oy * cp.wo;
+    x_at[i] = cp.x_base + ((n * cp.hp + oy * STRIDE) * cp.wp + ox * STRIDE) * c4;
+  }
+  var acc: array<vec4<f32>, RP>;
+  for (var i = 0u; i < RP; i++) { acc[i] = vec4<f32>(0.0); }
+
+  for (var ky = 0u; ky < KH; ky++) {
+    for (var kx = 0u; kx < KW; kx++) {
+      let t = ky * KW + kx;
+      let xoff = (ky * cp.wp + kx) * c4;
+      let woff = t * c4;
+      for (var c = 0u; c < c4; c++) {
+        let wm = transpose(mat4x4<f32>(vec4<f32>(wt4[w_row.x + woff + c]), vec4<f32>(wt4[w_row.y + woff + c]),
+                                       vec4<f32>(wt4[w_row.z + woff + c]), vec4<f32>(wt4[w_row.w + woff + c])));
+        for (var i = 0u; i < RP; i++) {
+          let xv = vec4<f32>(xh4[x_at[i] + xoff + c]);
+          var a = fma(vec4<f32>(xv.x), wm[0], acc[i]);
+          a = fma(vec4<f32>(xv.y), wm[1], a);
+          a = fma(vec4<f32>(xv.z), wm[2], a);
+          acc[i] = fma(vec4<f32>(xv.w), wm[3], a);
+        }
+      }
+    }
+  }
+
+  for (var i = 0u; i < RP; i++) {
+    let p = pb * RP + i;
+    if (p >= cp.pixels) { break; }
+    let n = p / hw;
+    let r = p - n * hw;
+    for (var j = 0u; j < 4u; j++) {
+      let co = co0 + j;
+      if (co >= cp.cout) { break; }
+      let at = (n * cp.cout + co) * hw + r;
+      var v = acc[i][j];
+      if (HAS_BIAS) { v += f32(bias_h[co]); }
+      v = act(v);
+      if (HAS_RESIDUAL) { v += f32(residual_h[cp.r_base + at]); }
+      y_h[cp.y_base + at] = T(v * cp.inv_scale);
+    }
+  }
+}
+
+struct PackParams {
+  total: u32,    // destination elements
+  cin: u32,
+  hs: u32,       // source rows, columns (pad_nhwc); taps (pack_weight)
+  ws: u32,
+  hd: u32,       // destination rows, columns (pad_nhwc)
+  wd: u32,
+  pad: u32,      // zero rows/columns before the source (pad_nhwc)
+  src_base: u32, // element offset of the first sample in the src binding
+}
+
+@group(0) @binding(0) var<uniform> kp: PackParams;
+@group(0) @binding(1) var<storage, read> pack_src: array<T>;
+@group(0) @binding(2) var<storage, read_write> pack_dst: array<T>;
+
+// dst[n, r, c, ci] = src[n, ci, r - pad, c - pad] inside the source, else 0.
+@compute @workgroup_size(WG)
+fn conv2d_igemm_pad_nhwc(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * WG + lid;
+  if (i >= kp.total) { return; }
+  let ci = i % kp.cin;
+  let pix = i / kp.cin;
+  let c = pix % kp.wd;
+  let r = (pix / kp.wd) % kp.hd;
+  let n = pix / (kp.wd * kp.hd);
+  var v = T(0.0);
+  if (r >= kp.pad && c >= kp.pad && r - kp.pad < kp.hs && c - kp.pad < kp.ws) {
+    v = pack_src[kp.src_base + ((n * kp.cin + ci) * kp.hs + r - kp.pad) * kp.ws + c - kp.pad];
+  }
+  pack_dst[i] = v;
+}
+
+// dst[co, t, ci] = src[co, ci, t] (t = ky * KW + kx; hs holds the tap count).
+@compute @workgroup_size(WG)
+fn conv2d_igemm_pack_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * WG + lid;
+  if (i >= kp.total) { return; }
+  let ci = i % kp.cin;
+  let t = (i / kp.cin) % kp.hs;
+  let co = i / (kp.cin * kp.hs);
+  pack_dst[i] = pack_src[(co * kp.cin + ci) * kp.hs + t];
 }

@@ -80,6 +80,10 @@ const RULES: Record<string, Rule> = {
   conv2d_forward: convForward,
   // Variant igemm (conv2d_igemm.wgsl): the same fields, its row length in elements.
   conv2d_igemm_forward: (p, info, el) => ({ op: 'conv2d', ...convForward((i) => (i === 3 ? p(3) / 4 : p(i)), info, el) }),
+  conv2d_igemm_nhwc: (p, info, el) => ({ op: 'conv2d', ...convForward((i) => (i === 3 ? p(3) / 4 : p(i)), info, el) }),
+  // Its channels-last input copy and weight packing: data movement, like the padding copy.
+  conv2d_igemm_pad_nhwc: (p, _info, el) => ({ op: 'conv2d_pad', shape: `${p(0) / (p(4) * p(5) * p(1))}x${p(1)}x${p(2)}x${p(3)}->${p(4)}x${p(5)} nhwc`, flops: 0, bytes: el * (p(0) / (p(4) * p(5)) * p(2) * p(3) + p(0)) }),
+  conv2d_igemm_pack_weight: (p, _info, el) => ({ op: 'conv2d_pad', shape: `${p(0) / (p(1) * p(2))}x${p(1)}x${p(2)} pack`, flops: 0, bytes: 2 * el * p(0) }),
   conv2d_pad_input: (p, _info, el) => {
     const [total, hs, ws, hd, wd] = [p(0), p(1), p(2), p(3), p(4)];
     const planes = total / (hd * wd);

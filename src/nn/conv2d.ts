@@ -33,6 +33,9 @@ export interface Conv2dOptions {
   outputScale?: number;
   /** @internal Tests: a binding limit below the adapter's, to force the batch split. */
   maxBindingBytes?: number;
+  /** @internal Tests and benchmarks: the implicit GEMM's input layout (default:
+   *  channels-last when Cin % 4 == 0, else NCHW). */
+  igemmLayout?: 'nchw' | 'nhwc';
 }
 
 export interface Conv2dBackwardOptions {
@@ -260,6 +263,10 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, opts: Conv2dOpt
   const el = BYTES[dtype];
   const variant = rt.variants.conv2d;
   const igemm = variant === 'igemm' || (variant === 'auto' && useIgemm(g));
+  if (igemm && (opts.igemmLayout ?? (Cin % 4 === 0 ? 'nhwc' : 'nchw')) === 'nhwc') {
+    if (Cin % 4 !== 0) throw new InputError(`conv2d: the channels-last implicit GEMM needs Cin % 4 == 0, got ${Cin}`);
+    return igemmNhwc(x, weight, bias, g, opts, limit);
+  }
   // The implicit GEMM reads any row length: only padding needs the copy.
   const wp = igemm ? W + 2 * g.pad : paddedWidth(W, g.pad, g.S, g.KW, Wo, false);
   const copy = igemm ? g.pad > 0 : g.pad > 0 || W % 4 !== 0 || wp > W;
@@ -285,6 +292,59 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, opts: Conv2dOpt
     });
   }
   xp?.dispose();
+  return y;
+}
+
+/** The implicit GEMM in channels-last mode (conv2d_igemm_nhwc): x padded and transposed
+ *  to [N, HP, WP, Cin] a chunk of samples at a time, the weight packed to [Cout, KH, KW,
+ *  Cin] once per call. Needs Cin % 4 == 0. */
+function igemmNhwc(x: Tensor, weight: Tensor, bias: Tensor | undefined, g: Geometry, opts: Conv2dOptions, limit: number): Tensor {
+  const { rt } = x;
+  const { N, Cin, H, W, Cout, KH, KW, S, pad, Ho, Wo, dtype } = g;
+  const el = BYTES[dtype];
+  const hp = H + 2 * pad;
+  const wp = W + 2 * pad;
+  const { residual } = opts;
+  const perSample: [string, number][] = [['x', Cin * H * W * el], ['y', Cout * Ho * Wo * el], ['channels-last x', Cin * hp * wp * el]];
+  if (residual) perSample.push(['residual', Cout * Ho * Wo * el]);
+  const chunk = samplesPerChunk(rt, N, perSample, limit, 'conv2d');
+  const taps = KH * KW;
+  const y = Tensor.empty(rt, [N, Cout, Ho, Wo], dtype, 'conv2d');
+  const wt = Tensor.empty(rt, [Cout, KH, KW, Cin], dtype, 'conv2d.packed_weight');
+  const pack = (entry: string, src: Slice, dst: Tensor, total: number, p: number[], label: string) => rt.dispatch(
+    { family: 'conv2d_igemm', entry, dtype, overrides: { WG: PAD_WG } },
+    { params: [total, ...p, src.base], bindings: [src.binding, dst.range(0, ceilTo(total * el, 4))], workgroups: Math.ceil(total / PAD_WG), label },
+  );
+  pack('conv2d_igemm_pack_weight', { binding: weight.binding, base: 0 }, wt, weight.size, [Cin, taps, 0, 0, 0, 0], `conv2d_igemm_pack_weight[${fmt(weight.shape)}]`);
+  const xh = Tensor.empty(rt, [Math.min(chunk, N), hp, wp, Cin], dtype, 'conv2d.channels_last_x');
+  const wg = igemmWorkgroup(Cout);
+  const blocksC = Math.ceil(Cout / (IG_COLS * wg));
+  const activation = opts.activation ?? 'none';
+  for (let n0 = 0; n0 < N; n0 += chunk) {
+    const cnt = Math.min(chunk, N - n0);
+    const xs = slice(x, n0, cnt, Cin * H * W);
+    pack('conv2d_igemm_pad_nhwc', xs, xh, cnt * hp * wp * Cin, [Cin, H, W, hp, wp, pad], `conv2d_igemm_pad_nhwc[${cnt}x${Cin}x${H}x${W}->${hp}x${wp}]`);
+    const pixels = cnt * Ho * Wo;
+    const blocksP = Math.ceil(pixels / IG_RP);
+    const r = residual ? slice(residual, n0, cnt, Cout * Ho * Wo) : undefined;
+    const ys = slice(y, n0, cnt, Cout * Ho * Wo);
+    rt.dispatch(
+      {
+        family: 'conv2d_igemm',
+        entry: 'conv2d_igemm_nhwc',
+        dtype,
+        overrides: { WG: wg, KH, KW, STRIDE: S, HAS_BIAS: bias ? 1 : 0, HAS_RESIDUAL: r ? 1 : 0, ACT: ACT[activation] },
+      },
+      {
+        params: [Cin, Cout, hp, wp, Ho, Wo, pixels, blocksP, blocksC, cnt, 0, ys.base, r?.base ?? 0, f32(1 / (opts.outputScale ?? 1))],
+        bindings: [xh.range(0, cnt * hp * wp * Cin * el), wt.binding, (bias ?? wt).binding, r?.binding ?? wt.binding, ys.binding],
+        workgroups: blocksP * blocksC,
+        label: `conv2d_igemm_nhwc[${cnt}x${Cin}x${hp}x${wp}->${Cout}x${Ho}x${Wo},k${KH}x${KW},s${S}]`,
+      },
+    );
+  }
+  xh.dispose();
+  wt.dispose();
   return y;
 }
 

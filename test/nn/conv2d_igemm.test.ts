@@ -14,7 +14,7 @@ import { conv2dRef, convOut, type ConvDims } from '../../src/ref/conv2d.js';
 import { expectClose, randomTensor, requireF16, runtime, TOL } from '../helpers.js';
 import { forced } from './forced.js';
 
-const WATCH = ['conv2d_forward', 'conv2d_igemm_forward'];
+const WATCH = ['conv2d_forward', 'conv2d_igemm_forward', 'conv2d_igemm_nhwc'];
 const igemm = <R>(rt: Runtime, fn: () => R): R =>
   forced(rt, { conv2d: 'igemm' }, { watch: WATCH, families: ['conv2d_igemm'] }, fn);
 
@@ -50,12 +50,15 @@ function setup(rt: Runtime, d: ConvDims, seed: number, dtype: 'f32' | 'f16' = 'f
 }
 
 describe('conv2d variant igemm (forced)', () => {
-  it.each(CASES)('forward %s matches float64', async (name, d) => {
+  // Cin % 4 == 0 runs channels-last by default (conv2d_igemm_nhwc); both layouts are checked.
+  const LAYOUT_CASES = CASES.flatMap(([name, d]): [string, ConvDims, 'nchw' | 'nhwc'][] =>
+    d.Cin % 4 === 0 ? [[name, d, 'nchw'], [name, d, 'nhwc']] : [[name, d, 'nchw']]);
+  it.each(LAYOUT_CASES)('forward %s (%s) matches float64', async (name, d, layout) => {
     const rt = await runtime();
     const { x, w, b } = setup(rt, d, 10);
-    const y = igemm(rt, () => conv2d(x.t, w.t, b.t, { stride: d.stride, padding: d.padding }));
+    const y = igemm(rt, () => conv2d(x.t, w.t, b.t, { stride: d.stride, padding: d.padding, igemmLayout: layout }));
     expect(y.shape).toEqual([d.N, d.Cout, convOut(d).Ho, convOut(d).Wo]);
-    expectClose(await y.toArray(), conv2dRef(x.data, w.data, d, { bias: b.data }), { label: `igemm ${name}`, relL2: TOL.matmul });
+    expectClose(await y.toArray(), conv2dRef(x.data, w.data, d, { bias: b.data }), { label: `igemm ${name} ${layout}`, relL2: TOL.matmul });
   });
 
   it('fused epilogue without bias, and with bias + silu + residual / outputScale', async () => {

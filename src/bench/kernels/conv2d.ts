@@ -3,12 +3,18 @@
 //   3x3 s1   ResnetBlock2D conv1/conv2 (padding 1: the input goes through the padded copy)
 //   1x1 s1   proj_in/proj_out and conv_shortcut (read in place, no copy)
 //   3x3 s2   Downsample2D
+// Kernel variants (gpu/variants.ts conv2d): the production rows run the adapter's
+// choice ('auto': the direct kernel where it fills its lanes, the implicit GEMM on small
+// maps); rows of op conv2d:<variant> force one (rt.variants.with), including the UNet's
+// 8x8 and 4x4 maps at batch 2 where the two differ most. Only production rows are judged
+// against the targets.
 // Run: grounded-sd bench kernels (listed in kernels/index.ts).
 // Peer: tf.conv2d on tfjs-backend-webgpu (NHWC; inputs transposed once at setup).
 import type * as tfjs from '@tensorflow/tfjs-core';
 import { conv2d } from '../../nn/conv2d.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { Runtime } from '../../gpu/runtime.js';
+import type { VariantName } from '../../gpu/variants.js';
 import { conv2dRef, convOut, type ConvDims } from '../../ref/conv2d.js';
 import type { BenchCase, BenchInstance, PeerInstance } from './types.js';
 import { randomArray, relL2 } from '../data.js';
@@ -16,6 +22,8 @@ import { randomArray, relL2 } from '../data.js';
 interface Spec {
   shape: string;
   d: ConvDims;
+  /** Forced kernel variant (else the adapter's choice). */
+  variant?: VariantName<'conv2d'>;
 }
 
 const sd = (Cin: number, Cout: number, HW: number, K: number, stride: number): ConvDims =>
@@ -26,6 +34,12 @@ const SPECS: Spec[] = [
   { shape: '1x1 320->320 64x64', d: sd(320, 320, 64, 1, 1) },
   { shape: '3x3 640->640 16x16', d: sd(640, 640, 16, 3, 1) },
   { shape: '3x3 s2 320->320 64x64', d: sd(320, 320, 64, 3, 2) },
+  { shape: '3x3 320->320 32x32 forced', d: sd(320, 320, 32, 3, 1), variant: 'direct' },
+  { shape: '3x3 320->320 32x32 forced', d: sd(320, 320, 32, 3, 1), variant: 'igemm' },
+  { shape: '3x3 1280->1280 8x8 N2 forced', d: { ...sd(1280, 1280, 8, 3, 1), N: 2 }, variant: 'direct' },
+  { shape: '3x3 1280->1280 8x8 N2 forced', d: { ...sd(1280, 1280, 8, 3, 1), N: 2 }, variant: 'igemm' },
+  { shape: '3x3 2560->1280 4x4 N2 forced', d: { ...sd(2560, 1280, 4, 3, 1), N: 2 }, variant: 'direct' },
+  { shape: '3x3 2560->1280 4x4 N2 forced', d: { ...sd(2560, 1280, 4, 3, 1), N: 2 }, variant: 'igemm' },
 ];
 
 function inputs(d: ConvDims) {
@@ -56,12 +70,12 @@ function toTf(d: ConvDims, data: ReturnType<typeof inputs>) {
 /** The same op at a size the float64 reference computes quickly (channels / 8). */
 const small = (d: ConvDims): ConvDims => ({ ...d, Cin: d.Cin / 8, Cout: d.Cout / 8 + 3 });
 
-function makeCase({ shape, d }: Spec): BenchCase {
+function makeCase({ shape, d, variant }: Spec): BenchCase {
   const { Ho, Wo } = convOut(d);
   const outSize = d.N * d.Cout * Ho * Wo;
   const opts = { stride: d.stride, padding: d.padding };
   return {
-    op: 'conv2d',
+    op: variant ? `conv2d:${variant}` : 'conv2d',
     shape,
     flops: 2 * outSize * d.Cin * d.KH * d.KW,
     bytes: 4 * (d.N * d.Cin * d.H * d.W + d.Cout * d.Cin * d.KH * d.KW + d.Cout + outSize),
@@ -70,15 +84,16 @@ function makeCase({ shape, d }: Spec): BenchCase {
       const x = Tensor.from(rt, data.x, [d.N, d.Cin, d.H, d.W]);
       const w = Tensor.from(rt, data.w, [d.Cout, d.Cin, d.KH, d.KW]);
       const b = Tensor.from(rt, data.b, [d.Cout]);
+      const forced = <R>(fn: () => R): R => (variant ? rt.variants.with({ conv2d: variant }, fn) : fn());
       return {
-        run: () => conv2d(x, w, b, opts),
+        run: () => forced(() => conv2d(x, w, b, opts)),
         async validate() {
           const ds = small(d);
           const v = inputs(ds);
           const xs = Tensor.from(rt, v.x, [ds.N, ds.Cin, ds.H, ds.W]);
           const ws = Tensor.from(rt, v.w, [ds.Cout, ds.Cin, ds.KH, ds.KW]);
           const bs = Tensor.from(rt, v.b, [ds.Cout]);
-          const y = conv2d(xs, ws, bs, opts);
+          const y = forced(() => conv2d(xs, ws, bs, opts));
           const err = relL2(await y.toArray(), conv2dRef(v.x, v.w, ds, { bias: v.b }));
           for (const t of [xs, ws, bs, y]) t.dispose();
           return err;
