@@ -209,7 +209,8 @@ export interface LayersSummary {
   probe: { fma_gflops: number; copy_gbps: number };
   matmul_case: string;
   matmul_gflops: number;
-  efficiency: { text_encoder: number; unet: number; vae_decoder: number };
+  /** GFLOP/s of a model over the matmul row (SD: text_encoder, unet, vae_decoder; detector: its stages). */
+  efficiency: Record<string, number>;
   peak_bytes: number;
   total_ms: number;
   host_ms: number;
@@ -217,6 +218,26 @@ export interface LayersSummary {
   models: ModelSummary[];
   ops: OpTotal[];
   notes: string[];
+  /** --model detector only. */
+  detector?: DetectorBenchSummary;
+}
+
+/** bench layers --model detector: what the pass saw and the throughput. */
+export interface DetectorBenchSummary {
+  weights: string;
+  arch: 'v1' | 'v2';
+  sha256: string | null;
+  /** Proposals into the box head, detections into the mask head (profiled pass). */
+  proposals: number;
+  detections: number;
+  /** Host time per part of the profiled pass, ms (read-backs include the GPU wait). */
+  host_ms: { readback: number; proposals: number; postprocess_detections: number; mask_select_and_crops: number };
+  /** Wall time of the profiled pass, ms (profiling adds submits and waits). */
+  profiled_pass_ms: number;
+  /** Unprofiled detect() calls: count, mean seconds per image, images per second. */
+  timed_images: number;
+  seconds_per_image: number;
+  images_per_second: number;
 }
 
 export interface LayersReport {
@@ -267,6 +288,10 @@ export function formatMarkdown(r: LayersReport, top = 10): string {
       s.ops.filter((o) => o.model === m.model).map((o) => [o.op, String(o.calls), fix(o.ms, 2), fix(o.gflops, 2), fix(o.gbps, 2), `${fix(o.roofline_pct, 1)}%`, pct(o.share)]),
       [false, true, true, true, true, true, true],
     ));
+  }
+  if (s.detector) {
+    const d = s.detector;
+    lines.splice(4, 0, `Detector ${d.arch} (${d.weights}): ${d.proposals} proposals, ${d.detections} detections; ${fix(d.images_per_second, 3)} images/s (${fix(d.seconds_per_image, 2)} s per image over ${d.timed_images} unprofiled call(s)).`);
   }
   if (s.notes.length) lines.push('', ...s.notes.map((n) => `- ${n}`));
   return `${lines.join('\n')}\n`;

@@ -8,6 +8,7 @@
 // and `.1`), folded at load. With a batch padded to a multiple of 32 every level is
 // exactly half the one below, so the nearest upsample is a 2x repeat, and the add is
 // the lateral conv's fused residual.
+import { withScope } from '../../gpu/profiler.js';
 import { ShapeError, WeightError } from '../../gpu/errors.js';
 import { maxPool2d } from '../../nn/max_pool.js';
 import { Module } from '../../nn/module.js';
@@ -56,19 +57,21 @@ export class FeaturePyramidNetwork extends Module {
     if (feats.length !== f.inner.length) throw new ShapeError(`FeaturePyramidNetwork: ${feats.length} feature maps for ${f.inner.length} levels`);
     return scope(() => {
       const n = feats.length;
-      let last = f.inner[n - 1].forward(feats[n - 1]);
-      const results: Tensor[] = [f.layer[n - 1].forward(last)];
+      const rt = feats[0].rt;
+      let last = withScope(rt, `inner_blocks.${n - 1}`, () => f.inner[n - 1].forward(feats[n - 1]));
+      const results: Tensor[] = [withScope(rt, `layer_blocks.${n - 1}`, () => f.layer[n - 1].forward(last))];
       for (let i = n - 2; i >= 0; i--) {
         const [, , h, w] = feats[i].shape;
         const [, , lh, lw] = last.shape;
         if (h !== 2 * lh || w !== 2 * lw) {
           throw new ShapeError(`FeaturePyramidNetwork: level ${i} is ${h}x${w} but level ${i + 1} is ${lh}x${lw}; pad the batch to a multiple of 32 so each level is twice the next`);
         }
-        const up = upsampleNearest2x(last);
-        last = f.inner[i].forward(feats[i], { residual: up });
-        results.unshift(f.layer[i].forward(last));
+        const prev = last;
+        last = withScope(rt, `inner_blocks.${i}`, () => f.inner[i].forward(feats[i], { residual: upsampleNearest2x(prev) }));
+        const lat = last;
+        results.unshift(withScope(rt, `layer_blocks.${i}`, () => f.layer[i].forward(lat)));
       }
-      results.push(maxPool2d(results[n - 1], { kernelSize: 1, stride: 2, padding: 0 }));
+      results.push(withScope(rt, 'pool', () => maxPool2d(results[n - 1], { kernelSize: 1, stride: 2, padding: 0 })));
       return results;
     });
   }

@@ -6,6 +6,7 @@
 //   transform -> backbone (ResNet-50 + FPN) -> RPN head -> anchors -> proposals (host)
 //   -> box branch -> detections (host) -> mask branch -> masks pasted into the image.
 import { InputError, ShapeError, WeightError } from '../../gpu/errors.js';
+import { withScope } from '../../gpu/profiler.js';
 import type { Runtime } from '../../gpu/runtime.js';
 import { Module, disposeParams, loadWeights, type WeightSource } from '../../nn/module.js';
 import { gridAnchors } from '../../nn/anchors.js';
@@ -41,8 +42,8 @@ export class BackboneWithFPN extends Module {
 
   /** batch [N, 3, H, W] -> body outputs '0'..'3' and FPN outputs '0'..'3', 'pool'. */
   forward(x: Tensor): { body: Tensor[]; fpn: Tensor[] } {
-    const body = this.body.forward(x);
-    return { body, fpn: this.fpn.forward(body) };
+    const body = withScope(x.rt, 'det_backbone', () => this.body.forward(x));
+    return { body, fpn: withScope(x.rt, 'det_fpn', () => this.fpn.forward(body)) };
   }
 }
 
@@ -107,16 +108,17 @@ export class MaskRCNN extends Module {
   /** GeneralizedRCNNTransform: normalise, resize by min/max size, pad into one batch. */
   transform(rt: Runtime, images: readonly DetectorImage[]): { batch: Tensor; imageSizes: [number, number][] } {
     const c = this.cfg;
-    return scope(() => {
+    return withScope(rt, 'det_transform', () => scope(() => {
       const tensors = images.map((im, i) => Tensor.from(rt, im.rgb, [3, im.height, im.width], 'f32', `image ${i}`));
       return rcnnTransform(tensors, { minSize: c.min_size, maxSize: c.max_size, imageMean: c.image_mean, imageStd: c.image_std, sizeDivisible: c.size_divisible });
-    });
+    }));
   }
 
   /** RPN head on each FPN level. */
   rpnHead(fpn: readonly Tensor[]): { objectness: Tensor; deltas: Tensor }[] {
     this.check();
-    return fpn.map((f) => this.rpn.head.forward(f));
+    const names = ['0', '1', '2', '3', 'pool'];
+    return withScope(fpn[0].rt, 'det_rpn', () => fpn.map((f, i) => withScope(f.rt, `head.level_${names[i] ?? i}`, () => this.rpn.head.forward(f))));
   }
 
   /** Anchors of every level for a batch of `batchHW` with FPN levels `levelHW`. */
@@ -137,8 +139,11 @@ export class MaskRCNN extends Module {
   async detections(fpn: readonly Tensor[], proposals: readonly Float32Array[], imageSizes: readonly (readonly [number, number])[]): Promise<Detections[]> {
     this.check();
     return scopeAsync(async () => {
-      const { pooled } = this.roi_heads.pool(fpn, proposals, imageSizes, this.cfg.roi_align.box_output_size);
-      const { classLogits, boxRegression } = this.roi_heads.boxBranch(pooled);
+      const rt = fpn[0].rt;
+      const { classLogits, boxRegression } = withScope(rt, 'det_box_head', () => {
+        const { pooled } = withScope(rt, 'box_roi_pool', () => this.roi_heads.pool(fpn, proposals, imageSizes, this.cfg.roi_align.box_output_size));
+        return this.roi_heads.boxBranch(pooled);
+      });
       const [logits, regression] = await Promise.all([classLogits.toArray(), boxRegression.toArray()]);
       const K = this.cfg.num_classes;
       const out: Detections[] = [];
@@ -159,8 +164,12 @@ export class MaskRCNN extends Module {
     const M = 2 * this.cfg.roi_align.mask_output_size;
     if (total === 0) return dets.map(() => new Float32Array(0));
     return scopeAsync(async () => {
-      const { pooled } = this.roi_heads.pool(fpn, dets.map((d) => d.boxes), imageSizes, this.cfg.roi_align.mask_output_size);
-      const logits = await this.roi_heads.maskBranch(pooled).logits.toArray();
+      const rt = fpn[0].rt;
+      const branch = withScope(rt, 'det_mask_head', () => {
+        const { pooled } = withScope(rt, 'mask_roi_pool', () => this.roi_heads.pool(fpn, dets.map((d) => d.boxes), imageSizes, this.cfg.roi_align.mask_output_size));
+        return this.roi_heads.maskBranch(pooled);
+      });
+      const logits = await branch.logits.toArray();
       const out: Float32Array[] = [];
       let row = 0;
       for (const d of dets) {

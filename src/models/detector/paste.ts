@@ -4,6 +4,7 @@
 // mostly zeros (100 detections of an 800x1333 image are 427 MB), so canvases are pasted
 // a few at a time and each is kept as its paste region: the crop outside of which the
 // canvas is exactly 0.
+import { withScope } from '../../gpu/profiler.js';
 import type { Runtime } from '../../gpu/runtime.js';
 import { pasteMasksInImage } from '../../nn/mask_paste.js';
 import { scopeAsync } from '../../tensor/scope.js';
@@ -35,7 +36,7 @@ export async function pasteMaskCrops(
     const n = Math.min(per, N - k0);
     await scopeAsync(async () => {
       const t = Tensor.from(rt, probs.subarray(k0 * M * M, (k0 + n) * M * M), [n, M, M], 'f32', 'mask_probs');
-      const out = pasteMasksInImage(t, boxes.subarray(k0 * 4, (k0 + n) * 4), [H, W], padding);
+      const out = withScope(rt, 'det_postprocess', () => withScope(rt, 'paste_masks', () => pasteMasksInImage(t, boxes.subarray(k0 * 4, (k0 + n) * 4), [H, W], padding)));
       pasteBoxes.set(out.pasteBoxes, k0 * 4);
       const canvas = await out.masks.toArray();
       for (let k = 0; k < n; k++) {

@@ -4,6 +4,7 @@
 // ("ResNet v1.5"). Every norm is folded into its conv by fold() after loading; forward
 // runs the folded convolutions with ReLU (and, in conv1/conv2, nothing else) fused.
 import { WeightError } from '../../gpu/errors.js';
+import { withScope } from '../../gpu/profiler.js';
 import { add } from '../../nn/elementwise.js';
 import { maxPool2d } from '../../nn/max_pool.js';
 import { Module } from '../../nn/module.js';
@@ -117,11 +118,11 @@ export class ResNetBody extends Module {
     const stem = this.stem;
     if (!stem) throw new WeightError('ResNet body used before its weights were loaded and folded');
     return scope(() => {
-      let h = scope(() => maxPool2d(stem.forward(x, { activation: 'relu' }), { kernelSize: 3, stride: 2, padding: 1 }));
+      let h = withScope(x.rt, 'conv1', () => scope(() => maxPool2d(stem.forward(x, { activation: 'relu' }), { kernelSize: 3, stride: 2, padding: 1 })));
       const outs: Tensor[] = [];
-      for (const blocks of this.layers) {
-        for (const b of blocks) {
-          const next = b.forward(h);
+      for (const [l, blocks] of this.layers.entries()) {
+        for (const [i, b] of blocks.entries()) {
+          const next = withScope(x.rt, `layer${l + 1}.${i}`, () => b.forward(h));
           if (!outs.includes(h)) h.dispose();
           h = next;
         }

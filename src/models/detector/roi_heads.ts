@@ -3,6 +3,7 @@
 // host, then the mask branch on the detections (MultiScaleRoIAlign 14x14 -> mask head ->
 // predictor) and maskrcnn_inference (sigmoid of the label's channel).
 import { ShapeError, WeightError } from '../../gpu/errors.js';
+import { withScope } from '../../gpu/profiler.js';
 import { Module } from '../../nn/module.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead } from './box_head.js';
@@ -54,15 +55,15 @@ export class RoIHeads extends Module {
 
   /** Box head and predictor on pooled features [R, 256, 7, 7]. */
   boxBranch(pooled: Tensor): { features: Tensor; classLogits: Tensor; boxRegression: Tensor } {
-    const features = this.box_head.forward(pooled);
-    return { features, ...this.box_predictor.forward(features) };
+    const features = withScope(pooled.rt, 'box_head', () => this.box_head.forward(pooled));
+    return { features, ...withScope(pooled.rt, 'box_predictor', () => this.box_predictor.forward(features)) };
   }
 
   /** Mask head and predictor on pooled features [R, 256, 14, 14] -> head output and
    *  logits [R, K, 28, 28]. */
   maskBranch(pooled: Tensor): { features: Tensor; logits: Tensor } {
-    const features = runMaskHead(this.maskConvs, pooled);
-    return { features, logits: this.mask_predictor.forward(features) };
+    const features = withScope(pooled.rt, 'mask_head', () => runMaskHead(this.maskConvs, pooled));
+    return { features, logits: withScope(pooled.rt, 'mask_predictor', () => this.mask_predictor.forward(features)) };
   }
 
   dispose(): void {
