@@ -168,7 +168,7 @@ export const datasetCommand: Command = {
     '                         ddim-inverse: real pictures of a PASCAL VOC folder, DDIM-inverted (--voc)',
     '  --gt DIR|FILE.json     masks: a folder <sample id>/<class>.png (binary, sample ids 000000, 000001, ...)',
     '                         or COCO JSON (images named <sample id>.png, categories by class name)',
-    ...DETECTOR_USAGE_LINES.slice(1),
+    ...DETECTOR_USAGE_LINES,
     '  --voc DIR              ddim-inverse: real pictures and label maps of a PASCAL VOC folder (sample i = picture i',
     '                         of the list; --count defaults to the whole list; --guidance is the inversion\'s, default 1)',
     '  --voc-list NAME        ddim-inverse: the list ImageSets/Segmentation/NAME.txt (default train)',
