@@ -33,9 +33,9 @@ function inputs(rt: Runtime, c: Case, seed: number) {
 const opts = (c: Case) => ({ heads: c.H, scale: c.scale, causal: c.causal });
 
 describe('attention variant rows4 (forced)', () => {
-  // Query blocks of 4 x WG rows (WG 8..64 from the length): 300 rows are two blocks of
-  // 4 x 40 with the second's last row slot partly empty; 77 rows one block of 4 x 24
-  // (CLIP's causal self-attention, 12 heads of 64 there); a single query; keys over
+  // Query blocks of 4 x WG rows (WG 8..64 from the length, 8 when causal): 300 rows are
+  // two blocks of 4 x 40 with the second's last row slot partly empty; causal 77 rows
+  // three blocks of 4 x 8 (CLIP's self-attention, 12 heads of 64 there); a single query; keys over
   // several ragged tiles (64 keys per tile at D = 8, 15 at D = 160); the head dims of SD
   // (40 unrolled, 80 and 160 rolled) and CLIP (64); causal masks where rows of one thread
   // see different key counts.
