@@ -49,7 +49,7 @@ async function sameCosts(rt: Runtime, a: Partial<VariantChoice>, b: Partial<Vari
 }
 
 describe('costs of the kernel variants', () => {
-  it('matmul tiled and attention per_tile count as their default kernels', async () => {
+  it('matmul tiled and attention per_tile and rows4 count as the kernels they stand in for', async () => {
     const rt = await runtime();
     const a = randomTensor(rt, [2, 5, 7], 1).t;
     const b = randomTensor(rt, [6, 7], 2).t;
@@ -57,6 +57,7 @@ describe('costs of the kernel variants', () => {
     const q = randomTensor(rt, [1, 9, 16], 3).t;
     const k = randomTensor(rt, [1, 13, 16], 4).t;
     await sameCosts(rt, { attention: 'per_key' }, { attention: 'per_tile' }, () => Object.values(attention(q, k, k, { heads: 2 })), true);
+    await sameCosts(rt, { attention: 'per_key' }, { attention: 'rows4' }, () => Object.values(attention(q, k, k, { heads: 2 })), true);
   });
 
   it('subgroup softmax, group norm and layer norm count as their tree kernels', async (ctx) => {
