@@ -198,9 +198,9 @@ function igemmWorkgroup(cout: number): number {
 }
 
 /** Below this share of useful lanes in the direct kernel, 'auto' runs the implicit GEMM.
- *  On lavapipe the implicit GEMM ran at 0.7-0.75x the direct kernel's GFLOP/s where the
- *  direct kernel fills its lanes (32x32, 16x16, 64x64 maps) and 4-11x faster at the UNet's
- *  8x8 and 4x4 maps (docs/PERFORMANCE.md, "Implicit-GEMM convolution"). */
+ *  On lavapipe the two ran within the machine's noise of each other where the direct
+ *  kernel fills its lanes (32x32, 16x16, 64x64 maps), and the implicit GEMM 3-10x faster
+ *  at the UNet's 8x8 and 4x4 maps (docs/PERFORMANCE.md, "Implicit-GEMM convolution"). */
 const DIRECT_MIN_USE = 0.7;
 
 /** Whether 'auto' runs the implicit GEMM for this output size: when the direct kernel
@@ -210,6 +210,13 @@ export function useIgemm(g: { Ho: number; Wo: number }): boolean {
   const quads = g.Ho * Math.ceil(g.Wo / 4);
   const used = (g.Ho * g.Wo) / (Math.ceil(quads / WG) * WG * 4);
   return used < DIRECT_MIN_USE;
+}
+
+/** The implicit GEMM's input layout: channels-last (Cin % 4 == 0) once the weight is
+ *  reused over enough pixels to repay packing it (on lavapipe, 2x1280x8x8 outputs ran
+ *  faster channels-last, 2x1280x4x4 ones faster without the packing pass). */
+function igemmLayout(g: Geometry): 'nchw' | 'nhwc' {
+  return g.Cin % 4 === 0 && g.N * g.Ho * g.Wo >= 64 ? 'nhwc' : 'nchw';
 }
 
 /** One conv2d_igemm_forward dispatch over `batch` samples of an already padded input. */
@@ -263,7 +270,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, opts: Conv2dOpt
   const el = BYTES[dtype];
   const variant = rt.variants.conv2d;
   const igemm = variant === 'igemm' || (variant === 'auto' && useIgemm(g));
-  if (igemm && (opts.igemmLayout ?? (Cin % 4 === 0 ? 'nhwc' : 'nchw')) === 'nhwc') {
+  if (igemm && (opts.igemmLayout ?? igemmLayout(g)) === 'nhwc') {
     if (Cin % 4 !== 0) throw new InputError(`conv2d: the channels-last implicit GEMM needs Cin % 4 == 0, got ${Cin}`);
     return igemmNhwc(x, weight, bias, g, opts, limit);
   }

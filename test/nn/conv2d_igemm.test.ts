@@ -81,21 +81,24 @@ describe('conv2d variant igemm (forced)', () => {
     const { Ho, Wo } = convOut(d);
     const r = randomTensor(rt, [d.N, d.Cout, Ho, Wo], 34);
     // One sample of y is 1080 bytes: a 1500-byte limit (less the 256-byte offset
-    // alignment) takes one sample per dispatch.
-    const y = igemm(rt, () => conv2d(x.t, w.t, b.t, { padding: 1, residual: r.t, maxBindingBytes: 1500 }));
-    expectClose(await y.toArray(), conv2dRef(x.data, w.data, d, { bias: b.data, residual: r.data }), { label: 'igemm split', relL2: TOL.matmul });
+    // alignment) takes one sample per dispatch. Both layouts slice their inputs.
+    for (const igemmLayout of ['nchw', 'nhwc'] as const) {
+      const y = igemm(rt, () => conv2d(x.t, w.t, b.t, { padding: 1, residual: r.t, maxBindingBytes: 1500, igemmLayout }));
+      expectClose(await y.toArray(), conv2dRef(x.data, w.data, d, { bias: b.data, residual: r.data }), { label: `igemm split ${igemmLayout}`, relL2: TOL.matmul });
+    }
   });
 
-  const F16_CASES: Case[] = [
-    ['vec4 weights', { N: 2, Cin: 8, H: 4, W: 4, Cout: 11, KH: 3, KW: 3, stride: 1, padding: 1 }],
-    ['scalar weights', { N: 1, Cin: 5, H: 13, W: 9, Cout: 7, KH: 3, KW: 3, stride: 2, padding: 1 }],
+  const F16_CASES: [string, ConvDims, 'nchw' | 'nhwc'][] = [
+    ['vec4 weights', { N: 2, Cin: 8, H: 4, W: 4, Cout: 11, KH: 3, KW: 3, stride: 1, padding: 1 }, 'nchw'],
+    ['channels-last', { N: 2, Cin: 8, H: 4, W: 4, Cout: 11, KH: 3, KW: 3, stride: 1, padding: 1 }, 'nhwc'],
+    ['scalar weights', { N: 1, Cin: 5, H: 13, W: 9, Cout: 7, KH: 3, KW: 3, stride: 2, padding: 1 }, 'nchw'],
   ];
-  for (const [name, d] of F16_CASES) {
+  for (const [name, d, layout] of F16_CASES) {
     it(`f16 storage (${name}) matches float64 within the f16 tolerance`, async (ctx) => {
       const rt = await runtime();
       requireF16(rt, ctx);
       const { x, w, b } = setup(rt, d, 40, 'f16');
-      const y = igemm(rt, () => conv2d(x.t, w.t, b.t, { stride: d.stride, padding: d.padding, activation: 'silu' }));
+      const y = igemm(rt, () => conv2d(x.t, w.t, b.t, { stride: d.stride, padding: d.padding, activation: 'silu', igemmLayout: layout }));
       expect(y.dtype).toBe('f16');
       const ref = conv2dRef(x.data, w.data, d, { bias: b.data, activation: 'silu' });
       expectClose(await y.toArray(), ref, { label: `igemm f16 ${name}`, relL2: TOL.f16 });
