@@ -47,6 +47,10 @@ describe('attention variant rows4 (forced)', () => {
     { name: 'q9 k40 2h x 160d', B: 1, Lq: 9, Lk: 40, H: 2, D: 160 },
     { name: 'q1 k5 4h x 8d', B: 1, Lq: 1, Lk: 5, H: 4, D: 8 },
     { name: 'causal q270 k290 1h x 8d', B: 1, Lq: 270, Lk: 290, H: 1, D: 8, causal: true },
+    // Scores of hundreds: nearly one-hot rows, exp(s - m) and the rescale factor
+    // exp(m_old - m_new) underflow to 0 whenever the running max jumps.
+    { name: 'q70 k150 2h x 8d scale 40', B: 1, Lq: 70, Lk: 150, H: 2, D: 8, scale: 40 },
+    { name: 'causal q77 k77 1h x 8d scale 40', B: 1, Lq: 77, Lk: 77, H: 1, D: 8, scale: 40, causal: true },
   ];
   it.each(cases)('$name matches float64 (out, lse)', async (c) => {
     const rt = await runtime();
