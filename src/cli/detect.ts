@@ -1,19 +1,19 @@
 // `grounded-sd detect IMAGE... --model CKPT [--arch v1|v2] [--score 0.05] [--out DIR]`:
 // torchvision's Mask R-CNN (v1 maskrcnn_resnet50_fpn or v2 maskrcnn_resnet50_fpn_v2, from
-// a .pth state dict or safetensors) on each PNG, one image at a time. Per image it writes
+// a .pth state dict or safetensors) on each PNG or JPEG image, one at a time. Per image it writes
 // an overlay PNG (masks > 0.5 of the detections with score >= --score, labelled with
 // category and score), and after each image it rewrites DIR/results.json (COCO results:
 // image_id, category_id, bbox [x, y, w, h], score, segmentation as compressed RLE) and
 // DIR/images.json (the image ids with their files and sizes, and the categories), so an
 // interrupted batch leaves the finished images' results. Progress goes to stderr, the
 // written paths to stdout.
-import { readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { InputError, UsageError } from '../gpu/errors.js';
 import { Runtime } from '../gpu/runtime.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { decodePng, writePng } from '../io/png.js';
+import { readImageFile } from '../io/image_file.js';
+import { writePng } from '../io/png.js';
 import { renderOverlay } from '../io/render/overlay.js';
 import { uniqueFileNames } from '../io/render/names.js';
 import { checkWritable } from '../io/writable.js';
@@ -24,7 +24,7 @@ import { encodeRle } from '../pipeline/annotate/rle_encode.js';
 import { choiceOption, joinNegativeValues, numberOption } from './args.js';
 import type { Command } from './main.js';
 
-const USAGE = 'grounded-sd detect IMAGE.png... --model CKPT [--arch v1|v2] [--score 0.05] [--out DIR] [--min-size 800] [--max-size 1333]';
+const USAGE = 'grounded-sd detect IMAGE... --model CKPT [--arch v1|v2] [--score 0.05] [--out DIR] [--min-size 800] [--max-size 1333]';
 
 export interface DetectOptions {
   images: string[];
@@ -47,41 +47,6 @@ export interface CocoResult {
   bbox: [number, number, number, number];
   score: number;
   segmentation: { size: [number, number]; counts: string };
-}
-
-const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-
-/** What a file's first bytes say it is, for the refusal message. */
-function sniffImage(head: Uint8Array): string | null {
-  if (PNG_SIGNATURE.every((b, i) => head[i] === b)) return 'png';
-  if (head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return 'a JPEG';
-  if (head[0] === 0x47 && head[1] === 0x49 && head[2] === 0x46) return 'a GIF';
-  if (head[0] === 0x42 && head[1] === 0x4d) return 'a BMP';
-  if (String.fromCharCode(...head.subarray(8, 12)) === 'WEBP') return 'a WebP image';
-  return null;
-}
-
-/** A PNG file as RGBA bytes; anything else is refused naming the file and what it is. */
-export async function readImageFile(path: string): Promise<{ width: number; height: number; rgba: Uint8Array }> {
-  const st = await stat(path).catch((e: Error) => {
-    throw new InputError(`${path}: cannot read the image (${e.message})`);
-  });
-  if (!st.isFile()) throw new InputError(`${path} is not a file; give PNG images`);
-  if (st.size === 0) throw new InputError(`${path} is empty (0 bytes), not an image`);
-  const buf = await readFile(path);
-  const kind = sniffImage(buf.subarray(0, 16));
-  if (kind !== 'png') {
-    throw new InputError(`${path} is ${kind ?? 'not an image (no PNG signature)'}; detect reads PNG only: convert it to PNG first`);
-  }
-  // IHDR: width and height are the big-endian words at bytes 16 and 20.
-  if (buf.length >= 24 && (buf.readUInt32BE(16) === 0 || buf.readUInt32BE(20) === 0)) {
-    throw new InputError(`${path} is a zero-size image (${buf.readUInt32BE(16)}x${buf.readUInt32BE(20)}); there is nothing to detect in it`);
-  }
-  try {
-    return decodePng(buf);
-  } catch (e) {
-    throw new InputError(`${path}: not a readable PNG (${(e as Error).message})`);
-  }
 }
 
 /** RGB in [0, 1], [3, H, W], as torchvision's to_tensor (alpha dropped). */
@@ -136,7 +101,7 @@ const seconds = (s: number) => `${s.toFixed(1)}s`;
 /** Runs the detector over `opts.images`; returns the written paths. */
 export async function detectImages(opts: DetectOptions): Promise<string[]> {
   const log = opts.log ?? (() => {});
-  if (opts.images.length === 0) throw new UsageError('give at least one PNG image to detect objects in');
+  if (opts.images.length === 0) throw new UsageError('give at least one PNG or JPEG image to detect objects in');
   if (!(opts.score >= 0 && opts.score <= 1)) throw new UsageError(`--score must be in [0, 1], got ${opts.score}`);
   const overlayNames = uniqueFileNames(opts.images.map((p) => basename(p).replace(/\.[^.]*$/, '')), '.png', 'image');
   const resultsPath = join(opts.out, 'results.json');
@@ -183,7 +148,7 @@ export async function detectImages(opts: DetectOptions): Promise<string[]> {
 }
 
 export const detectCommand: Command = {
-  summary: 'detect and segment objects in PNG images with torchvision Mask R-CNN (v1/v2): COCO results JSON and overlays',
+  summary: 'detect and segment objects in PNG or JPEG images with torchvision Mask R-CNN (v1/v2): COCO results JSON and overlays',
   usage:
     `${USAGE}\n\n` +
     '--model  a torchvision Mask R-CNN state dict: .pth (read without Python) or .safetensors\n' +

@@ -1,16 +1,18 @@
 // `grounded-sd detect`: bad input refused with the file or option named (not an image, a
-// JPEG, a zero-size PNG, an empty file, --score outside [0, 1], no --model, a checkpoint
+// truncated JPEG, a zero-size PNG, an empty file, --score outside [0, 1], no --model, a checkpoint
 // that is not Mask R-CNN, one of the other architecture with its missing and unexpected
 // names counted); and end to end on the full v1 model with the detector fixture's
 // generated weights, written once as safetensors and once in torch.save's zip format (a
 // minimal independent writer below): both give byte-identical results and overlays, and
 // the results are well-formed COCO (RLE masks decode to the image size, boxes inside the
-// image, scores >= --score, names = COCO's).
+// image, scores >= --score, names = COCO's); a JPEG detects as the PNG of its decoded pixels.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeSafetensors } from '../../src/io/safetensors.js';
+import { encodeJpeg } from '../../src/io/jpeg.js';
+import { decodeJpeg } from '../../src/io/jpeg_decode.js';
 import { encodePng, decodePng } from '../../src/io/png.js';
 import { detectCommand } from '../../src/cli/detect.js';
 import { runCommand } from '../../src/cli/main.js';
@@ -136,7 +138,7 @@ describe('detect: bad input', () => {
     ihdr.writeUInt32BE(0, 8);
     ihdr.writeUInt32BE(16, 12);
     writeFileSync(zero, Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), ihdr]));
-    for (const [file, want] of [[text, 'not an image'], [jpeg, 'is a JPEG; detect reads PNG only'], [empty, 'is empty (0 bytes)'], [zero, 'zero-size image (0x16)']] as const) {
+    for (const [file, want] of [[text, 'not an image'], [jpeg, 'not a readable JPEG (truncated'], [empty, 'is empty (0 bytes)'], [zero, 'zero-size image (0x16)']] as const) {
       const r = await run([png, file, '--model', tinyCkpt, '--out', join(tmp, 'out-bad')]);
       expect(r.code, file).toBe(1);
       expect(r.err.join('\n')).toContain(file);
@@ -213,5 +215,20 @@ describe('detect: end to end', () => {
     expect(imagesJson.categories.length).toBe(80);
     const overlay = decodePng(outs.safetensors.overlays[0]);
     expect(overlay.width).toBeGreaterThanOrEqual(64);
+
+    // A JPEG (4:2:0) detects exactly as the PNG of its decoded pixels.
+    const src = decodePng(readFileSync(images[1]));
+    const jpg = join(tmp, 'c.jpg');
+    writeFileSync(jpg, encodeJpeg(src.rgba, src.width, src.height, 90, { sampling: [2, 2] }));
+    const decoded = decodeJpeg(readFileSync(jpg));
+    const asPng = join(tmp, 'c.png');
+    writeFileSync(asPng, encodePng(decoded.rgba, decoded.width, decoded.height));
+    const outJ = join(tmp, 'out-jpeg');
+    const rj = await run([jpg, asPng, '--model', st, '--score', '0.06', '--out', outJ, '--min-size', '96', '--max-size', '128']);
+    expect(rj.code, rj.err.join('\n')).toBe(0);
+    const rows = JSON.parse(readFileSync(join(outJ, 'results.json'), 'utf8')) as { image_id: number }[];
+    const strip = (id: number) => rows.filter((r) => r.image_id === id).map((r) => JSON.stringify({ ...r, image_id: 0 }));
+    expect(strip(1).length).toBeGreaterThan(0);
+    expect(strip(1)).toEqual(strip(2));
   });
 });
