@@ -168,6 +168,7 @@ const VEC4: Record<string, { base: string; elementsPerUnit: number }> = {
   layer_norm_subgroup_backward_input: { base: 'layer_norm_backward_input', elementsPerUnit: 1 },
   attention_tiled_forward: { base: 'attention_forward', elementsPerUnit: 1 },
   attention_rows4_forward: { base: 'attention_forward', elementsPerUnit: 1 },
+  attention_rows4_chunked: { base: 'attention_forward', elementsPerUnit: 1 },
 };
 
 /** The op kind of an entry point without a rule: its family, '_backward' kept apart. */

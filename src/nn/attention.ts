@@ -45,6 +45,14 @@ function rows4Workgroup(n: number, causal: boolean): number {
   return Math.min(64, 8 * Math.ceil(n / (4 * blocks) / 8));
 }
 
+/** Head-dim chunk (vec4) of the rows4 forward past MAX_UNROLLED_HEAD_DIM: the largest
+ *  divisor of D4 up to 10 (CHMAX in WGSL; 64 -> 8, 80 and 160 -> 10). */
+function headChunk(d4: number): number {
+  let ch = Math.min(10, d4);
+  while (d4 % ch !== 0) ch--;
+  return ch;
+}
+
 const fmt = (t: Tensor) => `[${t.shape.join(',')}]`;
 
 interface Dims {
@@ -130,7 +138,10 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   if (variant === 'rows4') {
     wg = rows4Workgroup(d.Lq, d.causal);
     blocks = Math.ceil(d.Lq / (4 * wg));
-    spec = { family: 'attention_rows4', entry: 'attention_rows4_forward', dtype: d.dtype, overrides: overrides(d, wg) };
+    spec = d.D <= MAX_UNROLLED_HEAD_DIM
+      ? { family: 'attention_rows4', entry: 'attention_rows4_forward', dtype: d.dtype, overrides: overrides(d, wg) }
+      : { family: 'attention_rows4', entry: 'attention_rows4_chunked', dtype: d.dtype,
+          overrides: { ...overrides(d, wg), CH: headChunk(d.D / 4) } };
   } else {
     wg = rowsPerWorkgroup(d.Lq);
     blocks = Math.ceil(d.Lq / wg);

@@ -58,6 +58,10 @@ describe('costs of the kernel variants', () => {
     const k = randomTensor(rt, [1, 13, 16], 4).t;
     await sameCosts(rt, { attention: 'per_key' }, { attention: 'per_tile' }, () => Object.values(attention(q, k, k, { heads: 2 })), true);
     await sameCosts(rt, { attention: 'per_key' }, { attention: 'rows4' }, () => Object.values(attention(q, k, k, { heads: 2 })), true);
+    // Head dim 48: rows4's chunked entry.
+    const q48 = randomTensor(rt, [1, 9, 96], 5).t;
+    const k48 = randomTensor(rt, [1, 13, 96], 6).t;
+    await sameCosts(rt, { attention: 'per_key' }, { attention: 'rows4' }, () => Object.values(attention(q48, k48, k48, { heads: 2 })), true);
   });
 
   it('subgroup softmax, group norm and layer norm count as their tree kernels', async (ctx) => {

@@ -35,10 +35,11 @@ const opts = (c: Case) => ({ heads: c.H, scale: c.scale, causal: c.causal });
 describe('attention variant rows4 (forced)', () => {
   // Query blocks of 4 x WG rows (WG 8..64 from the length, 8 when causal): 300 rows are
   // two blocks of 4 x 40 with the second's last row slot partly empty; causal 77 rows
-  // three blocks of 4 x 8 (CLIP's self-attention, 12 heads of 64 there); a single query; keys over
-  // several ragged tiles (64 keys per tile at D = 8, 15 at D = 160); the head dims of SD
-  // (40 unrolled, 80 and 160 rolled) and CLIP (64); causal masks where rows of one thread
-  // see different key counts.
+  // three blocks of 4 x 8 (CLIP's self-attention, 12 heads of 64 there); a single query;
+  // keys over several ragged tiles (64 keys per tile at D = 8, 15 at D = 160); the head
+  // dims of SD and CLIP: 40 (unrolled), 64, 80 and 160 (attention_rows4_chunked, in
+  // chunks of 8, 10 and 10 vec4); causal masks where rows of one thread see different
+  // key counts.
   const cases: Case[] = [
     { name: 'q300 k130 2h x 8d', B: 1, Lq: 300, Lk: 130, H: 2, D: 8 },
     { name: 'b2 q29 k77 2h x 40d scale 0.3', B: 2, Lq: 29, Lk: 77, H: 2, D: 40, scale: 0.3 },
