@@ -7,9 +7,11 @@
 //
 // Shapes: x [N, Cin, H, W], weight [Cout, Cin, KH, KW], bias [Cout],
 // y [N, Cout, Ho, Wo] with Ho = floor((H + 2*pad - KH) / stride) + 1 (same for Wo).
-// The forward kernel reads a zero-padded copy of x whose rows are a multiple of 4 wide,
+// The direct kernel reads a zero-padded copy of x whose rows are a multiple of 4 wide,
 // so it needs no edge tests; the copy is skipped when x already has that layout
-// (padding 0, W % 4 == 0, e.g. SD's 1x1 convs). dx is the same forward kernel over dy
+// (padding 0, W % 4 == 0, e.g. SD's 1x1 convs). The implicit GEMM reads a zero-padded
+// copy of any width (none at padding 0), or in channels-last mode a padded NHWC copy and
+// a packed weight (igemmNhwc). dx is the direct forward kernel over dy
 // dilated by the stride and padded by K - 1 - pad, with flipped, transposed weights.
 // Tensors bigger than the storage binding limit are processed a few samples at a time,
 // each chunk bound as a byte range (aligned down; the kernels take an element offset).
