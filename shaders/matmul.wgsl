@@ -5,7 +5,7 @@
 //   a: [batch, M, K] row-major, or [batch, K, M] with TRANS_A
 //   b: [batch, K, N] row-major, or [batch, N, K] with TRANS_B; a batch stride of 0
 //      broadcasts one matrix over the batch (the host sets a_batch / b_batch)
-//   bias: [N]; residual and c: [batch, M, N]
+//   bias: [N], or [M] with BIAS_ROWS; residual and c: [batch, M, N]
 // Mapping: one workgroup computes an RM x (4 * WG) tile of one batch matrix; thread
 // `lid` owns the RM rows of the tile and the 4 adjacent columns 4 * lid .. 4 * lid + 3,
 // so its register tile is RM x 4 = 8 vec4 accumulators. Workgroups are numbered
@@ -42,6 +42,9 @@ const RM: u32 = 8u;
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
+// The bias is [M], one value per output row (conv2d's 'gemm' variant: rows are output
+// channels), instead of [N].
+override BIAS_ROWS: bool = false;
 override HAS_RESIDUAL: bool = false;
 override ACCUMULATE: bool = false;
 // How a is loaded (see a_tile): 0 scalar, 1 vec4 along k, 2 vec4 along m (TRANS_A).
@@ -191,7 +194,7 @@ fn matmul_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
       if (n >= N) { break; }
       let at = c_base + m * N + n;
       var v = mp.alpha * acc[i][j];
-      if (HAS_BIAS) { v += f32(bias[n]); }
+      if (HAS_BIAS) { v += f32(bias[select(n, m, BIAS_ROWS)]); }
       v = act(v);
       if (HAS_RESIDUAL) { v += f32(residual[at]); }
       if (ACCUMULATE) { v += f32(c[at]); }

@@ -4,7 +4,7 @@
 // matmul_tiled_forward: c[b] = act(alpha * op(a[b]) op(b[b]) + bias) + residual [+ c[b]]
 //   Same shapes, bindings, params and flags as matmul_forward (see matmul.wgsl):
 //   a [batch, M, K] (or [batch, K, M] with TRANS_A), b [batch, K, N] (or [batch, N, K]
-//   with TRANS_B), batch strides of 0 broadcast, bias [N], residual and c [batch, M, N].
+//   with TRANS_B), batch strides of 0 broadcast, bias [N] (or [M] with BIAS_ROWS), residual and c [batch, M, N].
 // Mapping: a workgroup of 16 x 16 threads computes a BM x 64 tile of one batch matrix,
 //   BM = 16 * TM (TM = 4: 64 x 64; TM = 8: 128 x 64, for tall products). Thread
 //   (ty, tx) = (lid / 16, lid % 16) owns rows TM * ty .. + TM - 1 and columns
@@ -34,6 +34,9 @@ override TM: u32 = 4u;
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
+// The bias is [M], one value per output row (conv2d's 'gemm' variant: rows are output
+// channels), instead of [N].
+override BIAS_ROWS: bool = false;
 override HAS_RESIDUAL: bool = false;
 override ACCUMULATE: bool = false;
 override A_VEC: u32 = 0u;
@@ -169,7 +172,7 @@ fn store_row(c_base: u32, m: u32, n0: u32, acc: vec4<f32>) {
     if (n >= mp.N) { return; }
     let at = c_base + m * mp.N + n;
     var v = mp.alpha * acc[j];
-    if (HAS_BIAS) { v += f32(bias[n]); }
+    if (HAS_BIAS) { v += f32(bias[select(n, m, BIAS_ROWS)]); }
     v = act(v);
     if (HAS_RESIDUAL) { v += f32(residual[at]); }
     if (ACCUMULATE) { v += f32(c[at]); }

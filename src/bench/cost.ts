@@ -47,7 +47,7 @@ function matmulForward(p: (i: number) => number, info: DispatchInfo, el: number)
   const o = info.overrides;
   const out = batch * M * N;
   const bytes = el * ((aStride ? batch : 1) * M * K + (bStride ? batch : 1) * K * N + out * (o.ACCUMULATE ? 2 : 1)
-    + (o.HAS_BIAS ? N : 0) + (o.HAS_RESIDUAL ? out : 0));
+    + (o.HAS_BIAS ? (o.BIAS_ROWS ? M : N) : 0) + (o.HAS_RESIDUAL ? out : 0));
   return { shape: `B${batch} M${M} N${N} K${K}${o.TRANS_A ? ' tA' : ''}${o.TRANS_B ? ' tB' : ''}`, flops: 2 * batch * M * N * K, bytes };
 }
 
@@ -84,6 +84,16 @@ const RULES: Record<string, Rule> = {
   // Its channels-last input copy and weight packing: data movement, like the padding copy.
   conv2d_igemm_pad_nhwc: (p, _info, el) => ({ op: 'conv2d_pad', shape: `${p(0) / (p(4) * p(5) * p(1))}x${p(1)}x${p(2)}x${p(3)}->${p(4)}x${p(5)} nhwc`, flops: 0, bytes: el * (p(0) / (p(4) * p(5)) * p(2) * p(3) + p(0)) }),
   conv2d_igemm_pack_weight: (p, _info, el) => ({ op: 'conv2d_pad', shape: `${p(0) / (p(1) * p(2))}x${p(1)}x${p(2)} pack`, flops: 0, bytes: 2 * el * p(0) }),
+  // Variant gemm (conv2d_gemm.wgsl, then matmul_forward labelled conv2d_gemm): the copies
+  // as data movement; the product counts under conv2d (dispatchCost below).
+  conv2d_im2col: (p, info, el) => {
+    const [total, cin, h, w, wo, band] = [p(0), p(1), p(2), p(3), p(4), p(5)];
+    const k = cin * info.overrides.KH * info.overrides.KW;
+    const batch = total / (k * band);
+    // Written: the whole matrix; read: the input planes (a band reads fewer of its rows).
+    return { op: 'conv2d_pad', shape: `N${batch} ${cin}x${h}x${w}->${k}x${band / wo}x${wo} im2col`, flops: 0, bytes: el * (total + Math.min(total, batch * cin * h * w)) };
+  },
+  conv2d_gemm_band: (p, info, el) => ({ op: 'conv2d_pad', shape: `${p(0) / p(1)}x${p(1)} ${info.overrides.TO_NCHW ? 'paste' : 'crop'}`, flops: 0, bytes: 2 * el * p(0) }),
   conv2d_pad_input: (p, _info, el) => {
     const [total, hs, ws, hd, wd] = [p(0), p(1), p(2), p(3), p(4)];
     const planes = total / (hd * wd);
@@ -191,5 +201,7 @@ export function dispatchCost(info: DispatchInfo, label = ''): DispatchCost {
   const scale0 = twin?.elementsPerUnit ?? 1;
   const p = (i: number) => (i === 0 ? scale0 * num(info.params[0]) : num(info.params[i]));
   const c = rule(p, info, el);
-  return { op: c.op ?? (twin?.base ?? info.entry).replace(/_forward$/, ''), shape: c.shape, flops: c.flops, bytes: c.bytes };
+  // conv2d's gemm variant runs the matmul kernels under its own label: a convolution.
+  const op = label.startsWith('conv2d_gemm[') ? 'conv2d' : c.op ?? (twin?.base ?? info.entry).replace(/_forward$/, '');
+  return { op, shape: c.shape, flops: c.flops, bytes: c.bytes };
 }

@@ -34,8 +34,9 @@ export const VARIANTS = {
   /** The conv2d forward: direct tiles 8 output channels x 4 adjacent columns of one output
    *  row per thread over the rows of one image (conv2d.wgsl); igemm is an implicit GEMM
    *  with 8 pixels (flattened over batch and rows) per workgroup and 4 channels per lane
-   *  (conv2d_igemm.wgsl); auto picks between them per shape (nn/conv2d.ts). */
-  conv2d: ['auto', 'direct', 'igemm'],
+   *  (conv2d_igemm.wgsl); gemm copies the im2col matrix and runs the production matmul
+   *  (conv2d_gemm.wgsl + matmul); auto picks per shape (nn/conv2d.ts). */
+  conv2d: ['auto', 'direct', 'igemm', 'gemm'],
 } as const;
 
 export type VariantFamily = keyof typeof VARIANTS;

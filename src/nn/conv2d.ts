@@ -2,8 +2,9 @@
 // (bias, activation, residual, 1/outputScale), and its backward (dx, dweight, dbias).
 // Kernels: shaders/conv2d.wgsl (forward 'direct', zero-padding copy),
 // shaders/conv2d_igemm.wgsl (forward 'igemm'), shaders/conv2d_backward.wgsl. The forward
-// kernel is rt.variants.conv2d (gpu/variants.ts): 'direct' or 'igemm' when forced, else
-// 'auto' picks per shape (useIgemm below; the backward's dx always runs 'direct').
+// kernel is rt.variants.conv2d (gpu/variants.ts): 'direct', 'igemm' or 'gemm' (im2col
+// copy, shaders/conv2d_gemm.wgsl, then nn/matmul) when forced, else 'auto' picks per shape
+// (autoConv2dVariant below; the backward's dx always runs 'direct').
 //
 // Shapes: x [N, Cin, H, W], weight [Cout, Cin, KH, KW], bias [Cout],
 // y [N, Cout, Ho, Wo] with Ho = floor((H + 2*pad - KH) / stride) + 1 (same for Wo).
@@ -20,7 +21,8 @@ import { f32, i32 } from '../gpu/params.js';
 import type { Runtime } from '../gpu/runtime.js';
 import type { BufferBinding } from '../gpu/recorder.js';
 import { BYTES, Tensor } from '../tensor/tensor.js';
-import { ACT, type Activation } from './elementwise.js';
+import { ACT, unary, type Activation } from './elementwise.js';
+import { matmul } from './matmul.js';
 
 export interface Conv2dOptions {
   /** 1 or 2 (default 1); any stride with 3 * stride + kernel width <= 16 works. */
@@ -271,6 +273,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, opts: Conv2dOpt
 
   const el = BYTES[dtype];
   const variant = rt.variants.conv2d;
+  if (variant === 'gemm' || (variant === 'auto' && autoConv2dVariant(g, opts.outputScale) === 'gemm')) return conv2dGemm(x, weight, bias, g, opts, limit);
   const igemm = variant === 'igemm' || (variant === 'auto' && useIgemm(g));
   if (igemm && (opts.igemmLayout ?? igemmLayout(g)) === 'nhwc') {
     if (Cin % 4 !== 0) throw new InputError(`conv2d: the channels-last implicit GEMM needs Cin % 4 == 0, got ${Cin}`);
@@ -302,6 +305,109 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, opts: Conv2dOpt
   }
   xp?.dispose();
   return y;
+}
+
+/** Bytes of the im2col matrix the 'gemm' variant materialises at once (a band of output
+ *  rows at a time past it): large enough that SD's UNet convolutions at 512x512 run as one
+ *  product, small beside the models' peak memory. */
+const GEMM_COLS_BYTES = 64 * 2 ** 20;
+
+/** What 'auto' runs for an output size: the implicit GEMM on small maps (useIgemm), else
+ *  the explicit im2col + matmul ('gemm'): where the direct kernel
+ *  fills its lanes (the implicit GEMM's small maps stay with it) and with no outputScale
+ *  (which the matmul epilogue cannot apply after the residual). On lavapipe the matmul
+ *  runs SD's 3x3 convolutions at 1.5-2x the direct kernel's GFLOP/s for a copy of
+ *  Cin*KH*KW*Ho*Wo values (docs/PERFORMANCE.md, "Convolution as im2col + matmul"). */
+export function autoConv2dVariant(g: { Ho: number; Wo: number }, outputScale = 1): 'igemm' | 'gemm' | 'direct' {
+  if (useIgemm(g)) return 'igemm';
+  return outputScale === 1 ? 'gemm' : 'direct';
+}
+
+/** The 'gemm' variant: y[n] = weight [Cout, Cin*KH*KW] x cols[n] [Cin*KH*KW, Ho*Wo] with
+ *  the bias per row, activation and residual in the matmul's epilogue. All samples in one
+ *  product when their im2col matrices fit GEMM_COLS_BYTES (a 1x1, stride-1, unpadded
+ *  convolution multiplies x itself), else one sample and a band of output rows at a time
+ *  (the band's output pasted into y, the residual's band cropped out for the epilogue). */
+function conv2dGemm(x: Tensor, weight: Tensor, bias: Tensor | undefined, g: Geometry, opts: Conv2dOptions, limit: number): Tensor {
+  const { rt } = x;
+  const { N, Cin, H, W, Cout, KH, KW, S, pad, Ho, Wo, dtype } = g;
+  const el = BYTES[dtype];
+  const K = Cin * KH * KW;
+  const P = Ho * Wo;
+  const { residual } = opts;
+  const activation = opts.activation ?? 'none';
+  const budget = Math.min(limit, GEMM_COLS_BYTES);
+  const pointwise = KH === 1 && KW === 1 && S === 1 && pad === 0;
+  const y = Tensor.empty(rt, [N, Cout, Ho, Wo], dtype, 'conv2d');
+  const w2 = weight.reshape([Cout, K]);
+  const epilogue = { bias, biasRows: true, activation, label: 'conv2d_gemm' };
+  const fits = (t: Tensor) => t.bytes <= limit;
+  if ((pointwise ? fits(x) : N * K * P * el <= budget) && fits(y) && (!residual || fits(residual))) {
+    const cols = pointwise ? x.reshape([N, K, P]) : im2col(x, { binding: x.binding, base: 0 }, N, g, 0, Ho);
+    const yv = y.reshape([N, Cout, P]);
+    const rv = residual?.reshape([N, Cout, P]);
+    matmul(w2, cols, { ...epilogue, residual: rv, out: yv });
+    for (const t of [cols, yv, rv]) t?.dispose();
+  } else {
+    const rows = Math.max(1, Math.min(Ho, Math.floor(budget / (K * Wo * el))));
+    if (Cout * rows * Wo * el > limit) throw new LimitError(`conv2d: a row of the output (${Cout}x${Wo}) exceeds the storage binding limit ${formatBytes(limit)} on ${rt.adapterName}`);
+    samplesPerChunk(rt, 1, [['x', Cin * H * W * el], ['y', Cout * P * el]], limit, 'conv2d');
+    for (let n = 0; n < N; n++) {
+      const xs = slice(x, n, 1, Cin * H * W);
+      const ys = slice(y, n, 1, Cout * P);
+      const rs = residual ? slice(residual, n, 1, Cout * P) : undefined;
+      for (let r0 = 0; r0 < Ho; r0 += rows) {
+        const nr = Math.min(rows, Ho - r0);
+        const cols = im2col(x, xs, 1, g, r0, nr).reshape([K, nr * Wo]);
+        const rb = rs ? bandMove(rs, Tensor.empty(rt, [Cout, nr * Wo], dtype, 'conv2d.residual_band'), Cout, g, r0, nr, false) : undefined;
+        const yb = matmul(w2, cols, { ...epilogue, residual: rb });
+        bandMove(ys, yb, Cout, g, r0, nr, true);
+        for (const t of [cols, rb, yb]) t?.dispose();
+      }
+    }
+  }
+  w2.dispose();
+  const scale = opts.outputScale ?? 1;
+  if (scale === 1) return y;
+  const scaled = unary(y, 'none', 1 / scale);
+  y.dispose();
+  return scaled;
+}
+
+/** cols [batch, Cin*KH*KW, rows*Wo]: the im2col matrix of output rows r0 .. r0+rows-1 of
+ *  `batch` samples of x (conv2d_gemm.wgsl conv2d_im2col). */
+function im2col(x: Tensor, src: Slice, batch: number, g: Geometry, r0: number, rows: number): Tensor {
+  const K = g.Cin * g.KH * g.KW;
+  const band = rows * g.Wo;
+  const cols = Tensor.empty(x.rt, [batch, K, band], g.dtype, 'conv2d.im2col');
+  const total = batch * K * band;
+  x.rt.dispatch(
+    { family: 'conv2d_gemm', entry: 'conv2d_im2col', dtype: g.dtype, overrides: { WG: PAD_WG, KH: g.KH, KW: g.KW, STRIDE: g.S } },
+    {
+      params: [total, g.Cin, g.H, g.W, g.Wo, band, r0, g.pad, src.base],
+      bindings: [src.binding, cols.binding],
+      workgroups: Math.ceil(total / PAD_WG),
+      label: `conv2d_im2col[${batch}x${g.Cin}x${g.H}x${g.W}->${K}x${band},k${g.KH}x${g.KW},s${g.S}]`,
+    },
+  );
+  return cols;
+}
+
+/** Moves output rows r0 .. r0+rows-1 of one NCHW sample `t` between it and the band
+ *  matrix [C, rows*Wo]: into t (toNchw) or out of it. Returns the band matrix. */
+function bandMove(t: Slice, bandT: Tensor, C: number, g: Geometry, r0: number, rows: number, toNchw: boolean): Tensor {
+  const band = rows * g.Wo;
+  const total = C * band;
+  bandT.rt.dispatch(
+    { family: 'conv2d_gemm', entry: 'conv2d_gemm_band', dtype: g.dtype, overrides: { WG: PAD_WG, TO_NCHW: toNchw ? 1 : 0 } },
+    {
+      params: [total, band, g.Ho * g.Wo, r0 * g.Wo, t.base],
+      bindings: toNchw ? [bandT.binding, t.binding] : [t.binding, bandT.binding],
+      workgroups: Math.ceil(total / PAD_WG),
+      label: `conv2d_gemm_band[${C}x${rows}x${g.Wo}${toNchw ? ' paste' : ' crop'}]`,
+    },
+  );
+  return bandT;
 }
 
 /** The implicit GEMM in channels-last mode (conv2d_igemm_nhwc): x padded and transposed

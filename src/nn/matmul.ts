@@ -18,8 +18,11 @@ export interface MatmulOptions {
   transA?: boolean;
   /** b is [..., N, K] instead of [..., K, N]. */
   transB?: boolean;
-  /** [N], added per output column. */
+  /** [N], added per output column (or [M] per output row with biasRows). */
   bias?: Tensor;
+  /** The bias is [M], one value per output row (conv2d's 'gemm' variant, whose rows are
+   *  output channels). */
+  biasRows?: boolean;
   /** Fused epilogue after alpha*AB + bias (ACT codes from nn/elementwise). */
   activation?: Activation;
   /** Scale of the product (default 1). */
@@ -30,6 +33,9 @@ export interface MatmulOptions {
   out?: Tensor;
   /** With `out`: out += result (gradient accumulation). */
   accumulate?: boolean;
+  /** @internal The dispatch label's name (default the kernel entry); the benchmark's cost
+   *  table counts a 'conv2d_gemm' product as a convolution. */
+  label?: string;
 }
 
 /** Rows per thread, fixed in the shader (RM). */
@@ -91,8 +97,9 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const outShape = [...batchShape, M, N];
 
   const { bias, residual, out } = opts;
-  if (bias && (bias.dtype !== dtype || bias.shape.length !== 1 || bias.shape[0] !== N)) {
-    throw new ShapeError(`matmul: bias ${bias.toString()} must be [${N}] ${dtype}`);
+  const biasLen = opts.biasRows ? M : N;
+  if (bias && (bias.dtype !== dtype || bias.shape.length !== 1 || bias.shape[0] !== biasLen)) {
+    throw new ShapeError(`matmul: bias ${bias.toString()} must be [${biasLen}] ${dtype}${opts.biasRows ? ' (one per output row)' : ''}`);
   }
   if (residual && (residual.dtype !== dtype || !sameShape(residual.shape, outShape))) {
     throw new ShapeError(`matmul: residual ${residual.toString()} must match the output ${fmt(outShape)} ${dtype}`);
@@ -125,6 +132,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         TRANS_A: opts.transA ? 1 : 0,
         TRANS_B: opts.transB ? 1 : 0,
         HAS_BIAS: bias ? 1 : 0,
+        ...(bias && opts.biasRows ? { BIAS_ROWS: 1 } : {}),
         HAS_RESIDUAL: residual ? 1 : 0,
         ACCUMULATE: opts.accumulate ? 1 : 0,
         A_VEC: !opts.transA && K % 4 === 0 ? 1 : opts.transA && M % 4 === 0 ? 2 : 0,
@@ -138,7 +146,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       // again (read-only aliasing is allowed); the shader never reads them then.
       bindings: [a.binding, a.binding, b.binding, b.binding, (bias ?? a).binding, (residual ?? a).binding, c.binding],
       workgroups: batch * blocksM * blocksN,
-      label: `${tiled ? 'matmul_tiled_forward' : 'matmul_forward'}[${batch}x${M}x${N}x${K}${opts.transA ? ',tA' : ''}${opts.transB ? ',tB' : ''}]`,
+      label: `${opts.label ?? (tiled ? 'matmul_tiled_forward' : 'matmul_forward')}[${batch}x${M}x${N}x${K}${opts.transA ? ',tA' : ''}${opts.transB ? ',tB' : ''}]`,
     },
   );
   return c;

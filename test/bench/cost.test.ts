@@ -73,6 +73,19 @@ describe('dispatch costs of the real ops against hand-computed values', () => {
     expect(ig?.flops).toBe(2 * 2 * 4 * 9 * 10 * 3 * 3 * 3);
     expect(ig?.shape).toBe('N2 3x11x12->4x9x10 k3x3 s1');
     expect(ig?.bytes).toBe(4 * (2 * 3 * 11 * 12 + 4 * 3 * 3 * 3 + 4 + 2 * 4 * 9 * 10));
+    // The im2col + matmul variant: the product (weight [4, 27] x cols [2, 27, 90], bias per
+    // row) counts as the convolution; the im2col copy as data movement.
+    const cg = await costs(rt, /^(conv2d_|matmul_forward)/, () => [rt.variants.with({ conv2d: 'gemm' }, () => conv2d(x, w, bias, { padding: 1 }))]);
+    const mm = cg.find((c) => c.entry === 'matmul_forward');
+    const im = cg.find((c) => c.entry === 'conv2d_im2col');
+    expect(mm?.op).toBe('conv2d');
+    expect(mm?.flops).toBe(2 * 2 * 4 * 9 * 10 * 3 * 3 * 3);
+    expect(mm?.shape).toBe('B2 M4 N90 K27');
+    expect(mm?.bytes).toBe(4 * (4 * 27 + 2 * 27 * 90 + 2 * 4 * 90 + 4));
+    expect(im?.op).toBe('conv2d_pad');
+    expect(im?.flops).toBe(0);
+    expect(im?.shape).toBe('N2 3x9x10->27x9x10 im2col');
+    expect(im?.bytes).toBe(4 * (2 * 27 * 90 + 2 * 3 * 9 * 10));
     for (const t of [x, w, bias]) t.dispose();
   });
 

@@ -7,8 +7,7 @@
 // igemm kernel is the one that ran.
 import { describe, expect, it } from 'vitest';
 import type { Runtime } from '../../src/gpu/runtime.js';
-import type { VariantChoice } from '../../src/gpu/variants.js';
-import { conv2d, useIgemm } from '../../src/nn/conv2d.js';
+import { conv2d } from '../../src/nn/conv2d.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { conv2dRef, convOut, type ConvDims } from '../../src/ref/conv2d.js';
 import { expectClose, randomTensor, requireF16, runtime, TOL } from '../helpers.js';
@@ -119,27 +118,5 @@ describe('conv2d variant igemm (forced)', () => {
     const y = igemm(rt, () => conv2d(x.t, w.t, b.t));
     expectClose(await y.toArray(), conv2dRef(x.data, w.data, d, { bias: b.data }), { label: 'igemm 65704 workgroups', relL2: TOL.matmul });
   });
-
-  it("'auto' runs the kernel useIgemm names for the shape; both agree with float64", async () => {
-    const rt = await runtime();
-    expect(rt.variants.defaults.conv2d).toBe('auto');
-    const shapes: ConvDims[] = [
-      { N: 2, Cin: 8, H: 4, W: 4, Cout: 16, KH: 3, KW: 3, stride: 1, padding: 1 },
-      { N: 1, Cin: 4, H: 64, W: 64, Cout: 8, KH: 3, KW: 3, stride: 1, padding: 1 },
-    ];
-    const picked: boolean[] = [];
-    for (const [i, d] of shapes.entries()) {
-      const { Ho, Wo } = convOut(d);
-      const want = useIgemm({ Ho, Wo });
-      picked.push(want);
-      const { x, w, b } = setup(rt, d, 60 + i);
-      const choice: Partial<VariantChoice> = { conv2d: 'auto' };
-      const y = forced(rt, choice, { watch: WATCH, families: [want ? 'conv2d_igemm' : 'conv2d'] }, () =>
-        conv2d(x.t, w.t, b.t, { stride: d.stride, padding: d.padding }));
-      expectClose(await y.toArray(), conv2dRef(x.data, w.data, d, { bias: b.data }), { label: `auto ${i}`, relL2: TOL.matmul });
-    }
-    // A 4x4 map at batch 2 is the case the implicit GEMM exists for; a 64x64 map fills
-    // the direct kernel's lanes.
-    expect(picked).toEqual([true, false]);
-  });
+  // What 'auto' picks (igemm on small maps, gemm elsewhere) is checked in conv2d_gemm.test.ts.
 });

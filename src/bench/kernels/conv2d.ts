@@ -1,12 +1,12 @@
-// conv2d benchmark rows (production path: nn/conv2d.ts, shaders/conv2d.wgsl). One
-// kernel, specialised by kernel size and stride; the rows cover SD's convs:
-//   3x3 s1   ResnetBlock2D conv1/conv2 (padding 1: the input goes through the padded copy)
-//   1x1 s1   proj_in/proj_out and conv_shortcut (read in place, no copy)
+// conv2d benchmark rows (production path: nn/conv2d.ts). The rows cover SD's convs:
+//   3x3 s1   ResnetBlock2D conv1/conv2 (padding 1)
+//   1x1 s1   proj_in/proj_out and conv_shortcut (the matmul reads x in place)
 //   3x3 s2   Downsample2D
 // Kernel variants (gpu/variants.ts conv2d): the production rows run the adapter's
-// choice ('auto': the direct kernel where it fills its lanes, the implicit GEMM on small
-// maps); rows of op conv2d:<variant> force one (rt.variants.with), including the UNet's
-// 8x8 and 4x4 maps at batch 2 where the two differ most. Only production rows are judged
+// choice ('auto': im2col + the production matmul where the maps are large, the
+// implicit GEMM on small maps, the direct kernel only with an outputScale). Rows of
+// op conv2d:<variant> force one (rt.variants.with), including the UNet's 8x8 and 4x4
+// maps at batch 2 where the variants differ most. Only production rows are judged
 // against the targets.
 // Run: grounded-sd bench kernels (listed in kernels/index.ts).
 // Peer: tf.conv2d on tfjs-backend-webgpu (NHWC; inputs transposed once at setup).
@@ -36,6 +36,7 @@ const SPECS: Spec[] = [
   { shape: '3x3 s2 320->320 64x64', d: sd(320, 320, 64, 3, 2) },
   { shape: '3x3 320->320 32x32 forced', d: sd(320, 320, 32, 3, 1), variant: 'direct' },
   { shape: '3x3 320->320 32x32 forced', d: sd(320, 320, 32, 3, 1), variant: 'igemm' },
+  { shape: '3x3 320->320 32x32 forced', d: sd(320, 320, 32, 3, 1), variant: 'gemm' },
   { shape: '3x3 1280->1280 8x8 N2 forced', d: { ...sd(1280, 1280, 8, 3, 1), N: 2 }, variant: 'direct' },
   { shape: '3x3 1280->1280 8x8 N2 forced', d: { ...sd(1280, 1280, 8, 3, 1), N: 2 }, variant: 'igemm' },
   { shape: '3x3 2560->1280 4x4 N2 forced', d: { ...sd(2560, 1280, 4, 3, 1), N: 2 }, variant: 'direct' },
