@@ -312,12 +312,12 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, opts: Conv2dOpt
  *  product, small beside the models' peak memory. */
 const GEMM_COLS_BYTES = 64 * 2 ** 20;
 
-/** What 'auto' runs for an output size: the implicit GEMM on small maps (useIgemm), else
- *  the explicit im2col + matmul ('gemm'): where the direct kernel
- *  fills its lanes (the implicit GEMM's small maps stay with it) and with no outputScale
- *  (which the matmul epilogue cannot apply after the residual). On lavapipe the matmul
- *  runs SD's 3x3 convolutions at 1.5-2x the direct kernel's GFLOP/s for a copy of
- *  Cin*KH*KW*Ho*Wo values (docs/PERFORMANCE.md, "Convolution as im2col + matmul"). */
+/** What 'auto' runs for an output size: the implicit GEMM on small maps (useIgemm, where
+ *  the direct kernel leaves lanes idle), else the explicit im2col + matmul ('gemm'), unless
+ *  there is an outputScale (which the matmul epilogue cannot apply after the residual:
+ *  then the direct kernel). On lavapipe the im2col + matmul runs SD's 3x3 convolutions at
+ *  1.5-2x the direct kernel's GFLOP/s for a copy of Cin*KH*KW*Ho*Wo values
+ *  (docs/PERFORMANCE.md, "Convolution as im2col + matmul"). */
 export function autoConv2dVariant(g: { Ho: number; Wo: number }, outputScale = 1): 'igemm' | 'gemm' | 'direct' {
   if (useIgemm(g)) return 'igemm';
   return outputScale === 1 ? 'gemm' : 'direct';
