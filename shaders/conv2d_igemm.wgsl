@@ -13,8 +13,9 @@
 // register tile is RP vec4 accumulators (one per pixel, over its 4 channels). This is
 // the rows8 matmul (matmul.wgsl) with the convolution's input as its `a` operand:
 // the input value of a pixel at a k depends only on the workgroup and k, so it is
-// uniform over the workgroup (one scalar load for every lane on CPU drivers such as
-// lavapipe, a broadcast on GPUs); the per-lane loads are the weights. When K % 4 == 0
+// uniform over the workgroup (a broadcast on GPUs; on lavapipe a gather whose lanes hit
+// one cache line, as its address is not built from constants); the per-lane loads are
+// the weights. When K % 4 == 0
 // (W_VEC) a lane reads each of its channels' weights as aligned vec4 along k (4 vec4 per
 // 4 k, transposed into 4 vec4 over channels), the matmul's B_VEC 2 pattern, and each
 // weight is reused for the RP pixels: 4 per-lane vec4 loads per 4 * RP vec4 fma.

@@ -12,11 +12,13 @@
 // linearly (folded into x, y by the host past 65535) with the row block fastest, so
 // neighbouring workgroups read the same columns of b while it is cached.
 // The a operand is the same for every thread of a workgroup (its address depends only
-// on the workgroup and k): GPUs serve it from the broadcast/constant path and CPU
-// drivers (lavapipe) emit one scalar load per element instead of a per-lane gather.
-// That is why the tile is tall in rows per thread rather than staged through
-// workgroup memory: each a element is loaded once per workgroup and each b element
-// once per thread, with no barriers. On lavapipe (1024^3 f32) this runs at 2-2.5x
+// on the workgroup and k): GPUs serve it from the broadcast path. lavapipe does not
+// prove it uniform (its scalar loads need addresses built from constants, see
+// docs/PERFORMANCE.md "Attention kernels"), so it is a per-lane gather whose lanes all
+// hit the same cache line. The tile is tall in rows per thread rather than staged
+// through workgroup memory because a barrier costs more there than those gathers:
+// each a element is read once per thread per k step and reused for 4 columns, each b
+// element once per thread and reused for RM rows, with no barriers. On lavapipe (1024^3 f32) this runs at 2-2.5x
 // tfjs's 32x32 workgroup-memory tiles; per-lane loads dominate, hence the vec4 views
 // of a and b (A_VEC, B_VEC: about 1.5x over scalar loads) where the layout is aligned.
 // Out-of-range rows and columns of ragged tiles clamp their load indices to the last

@@ -1,7 +1,8 @@
 // Kernel variants: for each op family that has more than one kernel, which one runs.
 // The choice is made per adapter when the device is acquired: the software adapter
 // (lavapipe) keeps the kernels tuned for a CPU driver, where a workgroup barrier costs
-// as much as hundreds of loads and a uniform load is a scalar broadcast; a hardware
+// as much as hundreds of loads (and a load is a per-lane gather unless its address is
+// built from constants, docs/PERFORMANCE.md "Attention kernels"); a hardware
 // adapter gets the kernels GPUs want (workgroup-memory tiles, subgroup reductions).
 // Tests and benchmarks force a variant on any adapter that can run it, so CI on the
 // software adapter covers the code only a GPU would pick:
