@@ -33,14 +33,24 @@ const num = (p: Param | undefined): number => (p === undefined ? 0 : typeof p ==
 
 type Rule = (p: (i: number) => number, info: DispatchInfo, el: number) => Omit<DispatchCost, 'op'> & { op?: string };
 
-/** Unmasked (query, key) pairs of causal attention: query i sees keys up to i + (Lk - Lq). */
+/** Unmasked (query, key) pairs of causal attention as the kernels and the float64
+ *  reference mask it (keys j > i masked, top-left aligned): query i sees keys 0..min(i, Lk - 1). */
 export function causalPairs(Lq: number, Lk: number): number {
   let pairs = 0;
-  for (let i = 0; i < Lq; i++) pairs += Math.max(0, Math.min(Lk, i + 1 + Lk - Lq));
+  for (let i = 0; i < Lq; i++) pairs += Math.min(Lk, i + 1);
   return pairs;
 }
 
 const uniq = (info: DispatchInfo) => info.uniqueBytes;
+
+/** conv2d_gemm.wgsl's im2col copy (p(0) = elements written). */
+function im2colCost(p: (i: number) => number, info: DispatchInfo, el: number): Omit<DispatchCost, 'op'> & { op: string } {
+  const [total, cin, h, w, wo, band] = [p(0), p(1), p(2), p(3), p(4), p(5)];
+  const k = cin * info.overrides.KH * info.overrides.KW;
+  const batch = total / (k * band);
+  // Written: the whole matrix; read: the input planes (a band reads fewer of its rows).
+  return { op: 'conv2d_pad', shape: `N${batch} ${cin}x${h}x${w}->${k}x${band / wo}x${wo} im2col`, flops: 0, bytes: el * (total + Math.min(total, batch * cin * h * w)) };
+}
 
 function matmulForward(p: (i: number) => number, info: DispatchInfo, el: number): Omit<DispatchCost, 'op'> {
   const [M, N, K, batch, aStride, bStride] = [p(0), p(1), p(2), p(3), p(4), p(5)];
@@ -86,13 +96,9 @@ const RULES: Record<string, Rule> = {
   conv2d_igemm_pack_weight: (p, _info, el) => ({ op: 'conv2d_pad', shape: `${p(0) / (p(1) * p(2))}x${p(1)}x${p(2)} pack`, flops: 0, bytes: 2 * el * p(0) }),
   // Variant gemm (conv2d_gemm.wgsl, then matmul_forward labelled conv2d_gemm): the copies
   // as data movement; the product counts under conv2d (dispatchCost below).
-  conv2d_im2col: (p, info, el) => {
-    const [total, cin, h, w, wo, band] = [p(0), p(1), p(2), p(3), p(4), p(5)];
-    const k = cin * info.overrides.KH * info.overrides.KW;
-    const batch = total / (k * band);
-    // Written: the whole matrix; read: the input planes (a band reads fewer of its rows).
-    return { op: 'conv2d_pad', shape: `N${batch} ${cin}x${h}x${w}->${k}x${band / wo}x${wo} im2col`, flops: 0, bytes: el * (total + Math.min(total, batch * cin * h * w)) };
-  },
+  conv2d_im2col: im2colCost,
+  // The vec4 entry counts vec4 in its total.
+  conv2d_im2col4: (p, info, el) => im2colCost((i) => (i === 0 ? 4 * p(0) : p(i)), info, el),
   conv2d_gemm_band: (p, info, el) => ({ op: 'conv2d_pad', shape: `${p(0) / p(1)}x${p(1)} ${info.overrides.TO_NCHW ? 'paste' : 'crop'}`, flops: 0, bytes: 2 * el * p(0) }),
   conv2d_pad_input: (p, _info, el) => {
     const [total, hs, ws, hd, wd] = [p(0), p(1), p(2), p(3), p(4)];

@@ -380,9 +380,11 @@ function im2col(x: Tensor, src: Slice, batch: number, g: Geometry, r0: number, r
   const K = g.Cin * g.KH * g.KW;
   const band = rows * g.Wo;
   const cols = Tensor.empty(x.rt, [batch, K, band], g.dtype, 'conv2d.im2col');
-  const total = batch * K * band;
+  // Four pixels of one output row per thread (a vec4 store) when rows have a multiple of 4.
+  const vec = g.Wo % 4 === 0 ? 4 : 1;
+  const total = (batch * K * band) / vec;
   x.rt.dispatch(
-    { family: 'conv2d_gemm', entry: 'conv2d_im2col', dtype: g.dtype, overrides: { WG: PAD_WG, KH: g.KH, KW: g.KW, STRIDE: g.S } },
+    { family: 'conv2d_gemm', entry: vec === 4 ? 'conv2d_im2col4' : 'conv2d_im2col', dtype: g.dtype, overrides: { WG: PAD_WG, KH: g.KH, KW: g.KW, STRIDE: g.S } },
     {
       params: [total, g.Cin, g.H, g.W, g.Wo, band, r0, g.pad, src.base],
       bindings: [src.binding, cols.binding],

@@ -86,6 +86,13 @@ describe('dispatch costs of the real ops against hand-computed values', () => {
     expect(im?.flops).toBe(0);
     expect(im?.shape).toBe('N2 3x9x10->27x9x10 im2col');
     expect(im?.bytes).toBe(4 * (2 * 27 * 90 + 2 * 3 * 9 * 10));
+    // Output rows of a multiple of 4 take the vec4 entry, priced the same per element.
+    const x8 = randomTensor(rt, [1, 3, 6, 8], 7).t;
+    const c8 = await costs(rt, /^conv2d_im2col/, () => [rt.variants.with({ conv2d: 'gemm' }, () => conv2d(x8, w, bias, { padding: 1 }))]);
+    expect(c8.map((c) => c.entry)).toEqual(['conv2d_im2col4']);
+    expect(c8[0].shape).toBe('N1 3x6x8->27x6x8 im2col');
+    expect(c8[0].bytes).toBe(4 * (27 * 48 + 3 * 6 * 8));
+    x8.dispose();
     for (const t of [x, w, bias]) t.dispose();
   });
 
@@ -103,7 +110,9 @@ describe('dispatch costs of the real ops against hand-computed values', () => {
     const s = randomTensor(rt, [1, 5, 8], 10).t;
     const [cc] = await costs(rt, /^attention_forward$/, () => perKey(() => Object.values(attention(s, s, s, { heads: 1, causal: true }))));
     expect(causalPairs(5, 5)).toBe(1 + 2 + 3 + 4 + 5);
-    expect(causalPairs(2, 4)).toBe(3 + 4);
+    // top-left aligned like the kernels and src/ref/attention.ts (keys j > i masked)
+    expect(causalPairs(2, 4)).toBe(1 + 2);
+    expect(causalPairs(4, 2)).toBe(1 + 2 + 2 + 2);
     expect(cc.flops).toBe(4 * 1 * 1 * 15 * 8);
     for (const t of [q, k, v, s]) t.dispose();
   });

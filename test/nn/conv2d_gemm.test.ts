@@ -28,6 +28,10 @@ const CASES: Case[] = [
   ['1x1 s2 p0 (copied), N2', { N: 2, Cin: 6, H: 9, W: 7, Cout: 5, KH: 1, KW: 1, stride: 2, padding: 0 }],
   ['5x2 s1 p1 6x8 out, N1', { N: 1, Cin: 4, H: 8, W: 9, Cout: 5, KH: 5, KW: 2, stride: 1, padding: 1 }],
   ['3x3 s1 p1, Cout 300', { N: 1, Cin: 4, H: 6, W: 6, Cout: 300, KH: 3, KW: 3, stride: 1, padding: 1 }],
+  // Wo % 4 == 0: the vec4 im2col entry (4 pixels of a row per thread), with quads that
+  // reach into the left and right zero padding.
+  ['3x3 s1 p1 8x12 out (vec4 im2col), N2', { N: 2, Cin: 3, H: 8, W: 12, Cout: 5, KH: 3, KW: 3, stride: 1, padding: 1 }],
+  ['3x3 s2 p1 4x8 out (vec4 im2col), N1', { N: 1, Cin: 3, H: 7, W: 15, Cout: 4, KH: 3, KW: 3, stride: 2, padding: 1 }],
 ];
 
 function setup(rt: Runtime, d: ConvDims, seed: number, dtype: 'f32' | 'f16' = 'f32') {
@@ -84,6 +88,13 @@ describe('conv2d variant gemm (forced)', () => {
     const s2 = setup(rt, d2, 36);
     const y2 = gemm(rt, () => conv2d(s2.x.t, s2.w.t, s2.b.t, { stride: 2, padding: 1, maxBindingBytes: 2000 }));
     expectClose(await y2.toArray(), conv2dRef(s2.x.data, s2.w.data, d2, { bias: s2.b.data }), { label: 'gemm bands s2', relL2: TOL.matmul });
+    // Wo = 8 (the vec4 im2col): K = 27 x 8 columns x 4 bytes = 864 bytes per output row;
+    // a 2000-byte limit takes bands of 2 rows, so 6 output rows make 3 bands per sample.
+    const d3: ConvDims = { N: 2, Cin: 3, H: 6, W: 8, Cout: 4, KH: 3, KW: 3, stride: 1, padding: 1 };
+    const s3 = setup(rt, d3, 38);
+    const r3 = randomTensor(rt, [d3.N, d3.Cout, 6, 8], 39);
+    const y3 = gemm(rt, () => conv2d(s3.x.t, s3.w.t, s3.b.t, { padding: 1, residual: r3.t, maxBindingBytes: 2000 }));
+    expectClose(await y3.toArray(), conv2dRef(s3.x.data, s3.w.data, d3, { bias: s3.b.data, residual: r3.data }), { label: 'gemm bands vec4', relL2: TOL.matmul });
   });
 
   it('runs on the tiled matmul (hardware adapters\' variant) as well', async () => {
@@ -102,6 +113,10 @@ describe('conv2d variant gemm (forced)', () => {
     const y = gemm(rt, () => conv2d(x.t, w.t, b.t, { padding: 1, activation: 'silu' }));
     expect(y.dtype).toBe('f16');
     expectClose(await y.toArray(), conv2dRef(x.data, w.data, d, { bias: b.data, activation: 'silu' }), { label: 'gemm f16', relL2: TOL.f16 });
+    const dv = CASES.find(([name]) => name.startsWith('3x3 s1 p1 8x12'))![1];
+    const v = setup(rt, dv, 42, 'f16');
+    const yv = gemm(rt, () => conv2d(v.x.t, v.w.t, v.b.t, { padding: 1 }));
+    expectClose(await yv.toArray(), conv2dRef(v.x.data, v.w.data, dv, { bias: v.b.data }), { label: 'gemm f16 vec4 im2col', relL2: TOL.f16 });
   });
 
   it("'auto' runs what autoConv2dVariant names: igemm on small maps, gemm elsewhere, direct with an outputScale", async () => {
