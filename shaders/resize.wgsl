@@ -6,7 +6,11 @@
 // Mapping (1-D workgroup index folded into (x, y) by the host, recovered as
 // wid.x + wid.y * nwg.x):
 //   nearest: one thread per input pixel, writing a 2-wide vector into both output rows;
-//   bilinear forward: one thread per output pixel (4 taps);
+//   bilinear forward: one thread per output pixel (4 taps), or with out_w % 4 == 0 four
+//   adjacent output pixels of a row per thread (resize_bilinear_forward4: one index
+//   decomposition and one row tap per 4 pixels, a vec4 store; p.n counts vec4; on
+//   lavapipe 2.2-2.3x the per-pixel entry at the grounding module's 16->32 and 32->64
+//   upsamplings of 640-1280 channels, 1.25x at 8->16);
 //   backward: one thread per input pixel gathering every output pixel whose taps touch
 //   it. The taps are monotonic in the output index, so those outputs form a window along
 //   each axis; the gather needs no atomics and is deterministic.
@@ -87,6 +91,34 @@ fn resize_bilinear_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
   let top = (1.0 - tx.lam) * f32(bl_x[r0 + tx.i0]) + tx.lam * f32(bl_x[r0 + tx.i1]);
   let bottom = (1.0 - tx.lam) * f32(bl_x[r1 + tx.i0]) + tx.lam * f32(bl_x[r1 + tx.i1]);
   bl_y[t] = T((1.0 - ty.lam) * top + ty.lam * bottom);
+}
+
+@group(0) @binding(2) var<storage, read_write> bl_y4: array<vec4<T>>;
+
+// One output pixel of rows r0 / r1 (input element offsets) with row weight ly.
+fn bilinear_px(r0: u32, r1: u32, ly: f32, ox: u32) -> f32 {
+  let tx = taps(ox, p.scale_w, p.in_w);
+  let top = (1.0 - tx.lam) * f32(bl_x[r0 + tx.i0]) + tx.lam * f32(bl_x[r0 + tx.i1]);
+  let bottom = (1.0 - tx.lam) * f32(bl_x[r1 + tx.i0]) + tx.lam * f32(bl_x[r1 + tx.i1]);
+  return (1.0 - ly) * top + ly * bottom;
+}
+
+@compute @workgroup_size(WG)
+fn resize_bilinear_forward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_index) lid: u32) {
+  let t = thread_index(wid, nwg, lid);
+  if (t >= p.n) { return; }
+  let w4 = p.out_w / 4u;
+  let r = t / w4;                   // plane * out_h + oy
+  let ox = (t - r * w4) * 4u;
+  let oy = r % p.out_h;
+  let plane = r / p.out_h;
+  let ty = taps(oy, p.scale_h, p.in_h);
+  let base = plane * p.in_h * p.in_w;
+  let r0 = base + ty.i0 * p.in_w;
+  let r1 = base + ty.i1 * p.in_w;
+  bl_y4[t] = vec4<T>(vec4<f32>(bilinear_px(r0, r1, ty.lam, ox), bilinear_px(r0, r1, ty.lam, ox + 1u),
+                               bilinear_px(r0, r1, ty.lam, ox + 2u), bilinear_px(r0, r1, ty.lam, ox + 3u)));
 }
 
 // Weight of input index i in the taps of one output index (both taps may hit i at the

@@ -43,15 +43,6 @@ export function causalPairs(Lq: number, Lk: number): number {
 
 const uniq = (info: DispatchInfo) => info.uniqueBytes;
 
-/** conv2d_gemm.wgsl's im2col copy (p(0) = elements written). */
-function im2colCost(p: (i: number) => number, info: DispatchInfo, el: number): Omit<DispatchCost, 'op'> & { op: string } {
-  const [total, cin, h, w, wo, band] = [p(0), p(1), p(2), p(3), p(4), p(5)];
-  const k = cin * info.overrides.KH * info.overrides.KW;
-  const batch = total / (k * band);
-  // Written: the whole matrix; read: the input planes (a band reads fewer of its rows).
-  return { op: 'conv2d_pad', shape: `N${batch} ${cin}x${h}x${w}->${k}x${band / wo}x${wo} im2col`, flops: 0, bytes: el * (total + Math.min(total, batch * cin * h * w)) };
-}
-
 function matmulForward(p: (i: number) => number, info: DispatchInfo, el: number): Omit<DispatchCost, 'op'> {
   const [M, N, K, batch, aStride, bStride] = [p(0), p(1), p(2), p(3), p(4), p(5)];
   const o = info.overrides;
@@ -96,9 +87,13 @@ const RULES: Record<string, Rule> = {
   conv2d_igemm_pack_weight: (p, _info, el) => ({ op: 'conv2d_pad', shape: `${p(0) / (p(1) * p(2))}x${p(1)}x${p(2)} pack`, flops: 0, bytes: 2 * el * p(0) }),
   // Variant gemm (conv2d_gemm.wgsl, then matmul_forward labelled conv2d_gemm): the copies
   // as data movement; the product counts under conv2d (dispatchCost below).
-  conv2d_im2col: im2colCost,
-  // The vec4 entry counts vec4 in its total.
-  conv2d_im2col4: (p, info, el) => im2colCost((i) => (i === 0 ? 4 * p(0) : p(i)), info, el),
+  conv2d_im2col: (p, info, el) => {
+    const [total, cin, h, w, wo, band] = [p(0), p(1), p(2), p(3), p(4), p(5)];
+    const k = cin * info.overrides.KH * info.overrides.KW;
+    const batch = total / (k * band);
+    // Written: the whole matrix; read: the input planes (a band reads fewer of its rows).
+    return { op: 'conv2d_pad', shape: `N${batch} ${cin}x${h}x${w}->${k}x${band / wo}x${wo} im2col`, flops: 0, bytes: el * (total + Math.min(total, batch * cin * h * w)) };
+  },
   conv2d_gemm_band: (p, info, el) => ({ op: 'conv2d_pad', shape: `${p(0) / p(1)}x${p(1)} ${info.overrides.TO_NCHW ? 'paste' : 'crop'}`, flops: 0, bytes: 2 * el * p(0) }),
   conv2d_pad_input: (p, _info, el) => {
     const [total, hs, ws, hd, wd] = [p(0), p(1), p(2), p(3), p(4)];
@@ -174,6 +169,7 @@ const VEC4: Record<string, { base: string; elementsPerUnit: number }> = {
   geglu_forward_vec4: { base: 'geglu_forward', elementsPerUnit: 4 },
   layout_copy_forward_vec4: { base: 'layout_copy_forward', elementsPerUnit: 4 },
   combine_forward_vec4: { base: 'combine_forward', elementsPerUnit: 4 },
+  conv2d_im2col4: { base: 'conv2d_im2col', elementsPerUnit: 4 },
   // Kernel variants (gpu/variants.ts) with the Params of the kernel they stand in for.
   matmul_tiled_forward: { base: 'matmul_forward', elementsPerUnit: 1 },
   softmax_subgroup_forward: { base: 'softmax_forward', elementsPerUnit: 1 },

@@ -29,12 +29,12 @@ function checkSize(h: number, w: number, what: string): void {
  *  outH x outW; `perSrcPixel` picks one thread per src pixel instead of per dst pixel. */
 function dispatchPlanes(
   entry: string, src: Tensor, dst: Tensor, planes: number,
-  [inH, inW, outH, outW]: number[], srcPlane: number, dstPlane: number, perSrcPixel: boolean,
+  [inH, inW, outH, outW]: number[], srcPlane: number, dstPlane: number, perSrcPixel: boolean, perThread = 1,
 ): void {
   if (dst.size === 0 || src.size === 0) return;
   const bytes = BYTES[src.dtype];
   for (const run of bindingRuns(src.rt, planes, [srcPlane * bytes, dstPlane * bytes], entry)) {
-    const n = run.count * (perSrcPixel ? srcPlane : dstPlane);
+    const n = (run.count * (perSrcPixel ? srcPlane : dstPlane)) / perThread;
     src.rt.dispatch(
       { family: 'resize', entry, dtype: floatDtype(src, entry), overrides: { WG } },
       {
@@ -60,7 +60,9 @@ export function resizeBilinear(x: Tensor, outH: number, outW: number): Tensor {
   const [n, c, h, w] = nchw(x, 'resizeBilinear');
   checkSize(outH, outW, 'resizeBilinear');
   const y = Tensor.empty(x.rt, [n, c, outH, outW], x.dtype, 'resize_bilinear');
-  dispatchPlanes('resize_bilinear_forward', x, y, n * c, [h, w, outH, outW], h * w, outH * outW, false);
+  // Four output pixels of a row per thread when rows have a multiple of 4.
+  const vec = outW % 4 === 0 ? 4 : 1;
+  dispatchPlanes(vec === 4 ? 'resize_bilinear_forward4' : 'resize_bilinear_forward', x, y, n * c, [h, w, outH, outW], h * w, outH * outW, false, vec);
   return y;
 }
 

@@ -93,6 +93,8 @@ describe('resize', () => {
     const y = resizeBilinear(x, 9, 4);
     expect(y.dtype).toBe('f16');
     expectClose(await y.toArray(), bilinearRef(data, shape, 9, 4), { label: 'bilinear f16', relL2: TOL.f16 });
+    // Rows of 4 take the vec4 entry above; rows of 6 the per-pixel one.
+    expectClose(await resizeBilinear(x, 9, 6).toArray(), bilinearRef(data, shape, 9, 6), { label: 'bilinear f16 per pixel', relL2: TOL.f16 });
     const dyData = randomArray(3 * 9 * 4, 8);
     const dx = resizeBilinearBackward(Tensor.from(rt, dyData, [1, 3, 9, 4], 'f16'), 6, 10);
     expectClose(await dx.toArray(), bilinearBackwardRef(dyData, [1, 3, 9, 4], 6, 10), { label: 'bilinear backward f16', relL2: TOL.f16 });
