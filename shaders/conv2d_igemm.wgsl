@@ -26,7 +26,7 @@
 // tail loop.
 // Channels-last mode (conv2d_igemm_nhwc, Cin % 4 == 0): the host copies x padded and
 // transposed to [N, HP, WP, Cin] (conv2d_igemm_pad_nhwc) and the weight to
-// [Cout, KH, KW, Cin] (conv2d_igemm_pack_weight), and k runs over (ky, kx, ci): the
+// [Cout, KH, KW, Cin] (conv2d_igemm_pack_weight4), and k runs over (ky, kx, ci): the
 // uniform input reads become one aligned vec4 (4 input channels) per pixel per 4 k, as
 // the rows8 matmul's `a` reads, and the weights stay 4 per-lane vec4 per 4 k: 8 uniform
 // vec4 + 4 per-lane vec4 loads per 32 vec4 fma, instead of 32 uniform scalars + 4 vec4.
@@ -274,14 +274,21 @@ fn conv2d_igemm_pad_nhwc(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
   pack_dst[i] = v;
 }
 
-// dst[co, t, ci] = src[co, ci, t] (t = ky * KW + kx; hs holds the tap count).
+@group(0) @binding(2) var<storage, read_write> pack_dst4: array<vec4<T>>;
+
+// dst[co, t, ci] = src[co, ci, t] (t = ky * KW + kx; kp.hs holds the tap count), 4 input
+// channels per thread (Cin % 4 == 0 in channels-last mode): one index decomposition and
+// one vec4 store per 4 elements (kp.total counts vec4).
 @compute @workgroup_size(WG)
-fn conv2d_igemm_pack_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                            @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.x + wid.y * nwg.x) * WG + lid;
-  if (i >= kp.total) { return; }
-  let ci = i % kp.cin;
-  let t = (i / kp.cin) % kp.hs;
-  let co = i / (kp.cin * kp.hs);
-  pack_dst[i] = pack_src[(co * kp.cin + ci) * kp.hs + t];
+fn conv2d_igemm_pack_weight4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) lid: u32) {
+  let j = (wid.x + wid.y * nwg.x) * WG + lid;
+  if (j >= kp.total) { return; }
+  let cin4 = kp.cin / 4u;
+  let q = j / cin4;                 // co * taps + t
+  let ci = (j - q * cin4) * 4u;
+  let t = q % kp.hs;
+  let co = q / kp.hs;
+  let s = (co * kp.cin + ci) * kp.hs + t;
+  pack_dst4[j] = vec4<T>(pack_src[s], pack_src[s + kp.hs], pack_src[s + 2u * kp.hs], pack_src[s + 3u * kp.hs]);
 }

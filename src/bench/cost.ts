@@ -84,7 +84,8 @@ const RULES: Record<string, Rule> = {
   conv2d_igemm_nhwc: (p, info, el) => ({ op: 'conv2d', ...convForward((i) => (i === 3 ? p(3) / 4 : p(i)), info, el) }),
   // Its channels-last input copy and weight packing: data movement, like the padding copy.
   conv2d_igemm_pad_nhwc: (p, _info, el) => ({ op: 'conv2d_pad', shape: `${p(0) / (p(4) * p(5) * p(1))}x${p(1)}x${p(2)}x${p(3)}->${p(4)}x${p(5)} nhwc`, flops: 0, bytes: el * (p(0) / (p(4) * p(5)) * p(2) * p(3) + p(0)) }),
-  conv2d_igemm_pack_weight: (p, _info, el) => ({ op: 'conv2d_pad', shape: `${p(0) / (p(1) * p(2))}x${p(1)}x${p(2)} pack`, flops: 0, bytes: 2 * el * p(0) }),
+  // p(0) counts vec4 (4 input channels per thread).
+  conv2d_igemm_pack_weight4: (p, _info, el) => ({ op: 'conv2d_pad', shape: `${(4 * p(0)) / (p(1) * p(2))}x${p(1)}x${p(2)} pack`, flops: 0, bytes: 8 * el * p(0) }),
   // Variant gemm (conv2d_gemm.wgsl, then matmul_forward labelled conv2d_gemm): the copies
   // as data movement; the product counts under conv2d (dispatchCost below).
   conv2d_im2col: (p, info, el) => {

@@ -432,7 +432,14 @@ function igemmNhwc(x: Tensor, weight: Tensor, bias: Tensor | undefined, g: Geome
     { family: 'conv2d_igemm', entry, dtype, overrides: { WG: PAD_WG } },
     { params: [total, ...p, src.base], bindings: [src.binding, dst.range(0, ceilTo(total * el, 4))], workgroups: Math.ceil(total / PAD_WG), label },
   );
-  pack('conv2d_igemm_pack_weight', { binding: weight.binding, base: 0 }, wt, weight.size, [Cin, taps, 0, 0, 0, 0], `conv2d_igemm_pack_weight[${fmt(weight.shape)}]`);
+  // Four input channels per thread (channels-last mode has Cin % 4 == 0).
+  rt.dispatch(
+    { family: 'conv2d_igemm', entry: 'conv2d_igemm_pack_weight4', dtype, overrides: { WG: PAD_WG } },
+    {
+      params: [weight.size / 4, Cin, taps, 0, 0, 0, 0, 0], bindings: [weight.binding, wt.range(0, weight.size * el)],
+      workgroups: Math.ceil(weight.size / 4 / PAD_WG), label: `conv2d_igemm_pack_weight[${fmt(weight.shape)}]`,
+    },
+  );
   const xh = Tensor.empty(rt, [Math.min(chunk, N), hp, wp, Cin], dtype, 'conv2d.channels_last_x');
   const wg = igemmWorkgroup(Cout);
   const blocksC = Math.ceil(Cout / (IG_COLS * wg));
