@@ -358,7 +358,9 @@ function conv2dGemm(x: Tensor, weight: Tensor, bias: Tensor | undefined, g: Geom
       const rs = residual ? slice(residual, n, 1, Cout * P) : undefined;
       for (let r0 = 0; r0 < Ho; r0 += rows) {
         const nr = Math.min(rows, Ho - r0);
-        const cols = im2col(x, xs, 1, g, r0, nr).reshape([K, nr * Wo]);
+        const band = im2col(x, xs, 1, g, r0, nr);
+        const cols = band.reshape([K, nr * Wo]);
+        band.dispose(); // the view holds the buffer; it goes back with the view below
         const rb = rs ? bandMove(rs, Tensor.empty(rt, [Cout, nr * Wo], dtype, 'conv2d.residual_band'), Cout, g, r0, nr, false) : undefined;
         const yb = matmul(w2, cols, { ...epilogue, residual: rb });
         bandMove(ys, yb, Cout, g, r0, nr, true);

@@ -5,7 +5,7 @@
 // itself, a strided 1x1 that copies), row bands when the im2col matrix passes the binding
 // limit (the band's output pasted into y, the residual's band cropped out), the fused
 // epilogue and outputScale, f16 storage, both matmul variants, and what 'auto' picks.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Runtime } from '../../src/gpu/runtime.js';
 import type { VariantChoice } from '../../src/gpu/variants.js';
 import { autoConv2dVariant, conv2d } from '../../src/nn/conv2d.js';
@@ -79,7 +79,31 @@ describe('conv2d variant gemm (forced)', () => {
     const { x, w, b } = setup(rt, d, 30);
     const { Ho, Wo } = convOut(d);
     const r = randomTensor(rt, [d.N, d.Cout, Ho, Wo], 34);
-    const y = gemm(rt, () => conv2d(x.t, w.t, b.t, { padding: 1, activation: 'silu', residual: r.t, maxBindingBytes: 3000 }));
+    // Each band's im2col matrix goes back to the pool before the next band's is made (at
+    // SD 1.5's 512x512 VAE decode, 19 bands held at once were 1.1 GiB).
+    const live = new Set<unknown>();
+    let most = 0;
+    const acquire = rt.pool.acquire.bind(rt.pool);
+    const release = rt.pool.release.bind(rt.pool);
+    const spyA = vi.spyOn(rt.pool, 'acquire').mockImplementation((bytes, label, fit) => {
+      const pb = acquire(bytes, label, fit);
+      if (label === 'conv2d.im2col') live.add(pb);
+      most = Math.max(most, live.size);
+      return pb;
+    });
+    const spyR = vi.spyOn(rt.pool, 'release').mockImplementation((pb) => {
+      live.delete(pb);
+      release(pb);
+    });
+    let y: Tensor;
+    try {
+      y = gemm(rt, () => conv2d(x.t, w.t, b.t, { padding: 1, activation: 'silu', residual: r.t, maxBindingBytes: 3000 }));
+    } finally {
+      spyA.mockRestore();
+      spyR.mockRestore();
+    }
+    expect(most, 'im2col matrices alive at once').toBe(1);
+    expect(live.size, 'im2col matrices left alive').toBe(0);
     const ref = conv2dRef(x.data, w.data, d, { bias: b.data, activation: 'silu', residual: r.data });
     expectClose(await y.toArray(), ref, { label: 'gemm bands', relL2: TOL.matmul });
     // Stride 2: K = 36 x 5 columns x 4 bytes = 720 bytes per output row; a 2000-byte limit
