@@ -18,9 +18,10 @@
 // hit the same cache line. The tile is tall in rows per thread rather than staged
 // through workgroup memory because a barrier costs more there than those gathers:
 // each a element is read once per thread per k step and reused for 4 columns, each b
-// element once per thread and reused for RM rows, with no barriers. On lavapipe (1024^3 f32) this runs at 2-2.5x
-// tfjs's 32x32 workgroup-memory tiles; per-lane loads dominate, hence the vec4 views
-// of a and b (A_VEC, B_VEC: about 1.5x over scalar loads) where the layout is aligned.
+// element once per thread and reused for RM rows, with no barriers. On lavapipe
+// (1024^3 f32) this runs at 2-2.5x tfjs's 32x32 workgroup-memory tiles; per-lane loads
+// dominate, hence the vec4 views of a and b (A_VEC, B_VEC: about 1.5x over scalar loads)
+// where the layout is aligned.
 // Out-of-range rows and columns of ragged tiles clamp their load indices to the last
 // valid row/column (loads stay in bounds and the inner loop has no branches); their
 // results are never stored.
